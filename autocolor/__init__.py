@@ -1,0 +1,3 @@
+"""autocolor: automatic colorization of greyscale images with convolutional autoencoders."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,7 @@
+"""``python -m autocolor`` runs the CLI."""
+
+import sys
+
+from autocolor.cli import main
+
+sys.exit(main())

@@ -1,0 +1,154 @@
+"""CIFAR-10 in the official python layout: locate, load safely, validate, batch and augment in bulk."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from autocolor.download import FOLDER, download_cifar10
+from autocolor.errors import AutocolorError
+
+ENV_VAR = "AUTOCOLOR_DATA"
+TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
+TEST_FILES = ["test_batch"]
+VAL_SIZE = 5000
+VAL_SEED = 20240521
+CLASSES = 10
+
+# Only what numpy needs to rebuild an array; everything else in a pickle is refused.
+_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):  # noqa: D401 - pickle API
+        if (module, name) in _ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
+
+
+def safe_unpickle(path: Path) -> object:
+    """Unpickle a CIFAR batch allowing only numpy arrays and plain containers (bytes keys)."""
+    try:
+        with open(path, "rb") as f:
+            return _RestrictedUnpickler(io.BytesIO(f.read()), encoding="bytes").load()
+    except pickle.UnpicklingError as exc:
+        raise AutocolorError(f"refusing to load {path}: {exc}") from None
+    except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+        raise AutocolorError(f"corrupt or truncated CIFAR-10 batch {path}: {exc}") from None
+
+
+@dataclass
+class Split:
+    """A whole split in memory: ``images`` uint8 (N, 3, 32, 32), ``labels`` int64 (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: torch.Tensor | slice) -> Split:
+        return Split(self.images[index], self.labels[index])
+
+
+def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if not path.is_file():
+        raise AutocolorError(f"missing CIFAR-10 file {path}")
+    obj = safe_unpickle(path)
+    if not isinstance(obj, dict) or b"data" not in obj or b"labels" not in obj:
+        raise AutocolorError(f"corrupt CIFAR-10 batch {path}: expected a dict with b'data' and b'labels'")
+    data, labels = obj[b"data"], np.asarray(obj[b"labels"])
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise AutocolorError(f"corrupt CIFAR-10 batch {path}: data must be uint8 of shape (N, 3072)")
+    if labels.shape != (data.shape[0],) or labels.dtype.kind not in "iu":
+        raise AutocolorError(f"corrupt CIFAR-10 batch {path}: {len(labels)} labels for {data.shape[0]} images")
+    if labels.size and (labels.min() < 0 or labels.max() >= CLASSES):
+        raise AutocolorError(f"corrupt CIFAR-10 batch {path}: labels outside 0..9")
+    return data, labels
+
+
+def candidate_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Where the dataset is looked for, in order: --data, $AUTOCOLOR_DATA, ~/.cache/autocolor, ~/.keras/datasets."""
+    roots = [Path(p).expanduser() for p in (data_dir, os.environ.get(ENV_VAR)) if p]
+    return roots + [Path("~/.cache/autocolor").expanduser(), Path("~/.keras/datasets").expanduser()]
+
+
+def _as_folder(root: Path) -> Path | None:
+    for cand in (root / FOLDER, root):
+        if (cand / "test_batch").is_file() and (cand / "data_batch_1").is_file():
+            return cand
+    return None
+
+
+def locate(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
+    """Return the ``cifar-10-batches-py`` folder, downloading into ~/.cache/autocolor if none is found."""
+    roots = candidate_roots(data_dir)
+    if data_dir is not None and _as_folder(roots[0]) is None and Path(data_dir).expanduser().exists():
+        raise AutocolorError(f"--data {data_dir}: no {FOLDER}/ with data_batch_1..5 and test_batch there")
+    for root in roots:
+        if (found := _as_folder(root)) is not None:
+            return found
+    tried = ", ".join(str(r) for r in roots)
+    if not download:
+        raise AutocolorError(f"CIFAR-10 not found (looked in {tried}); pass --data DIR or set {ENV_VAR}")
+    try:
+        return download_cifar10(Path("~/.cache/autocolor").expanduser())
+    except AutocolorError as exc:
+        raise AutocolorError(
+            f"CIFAR-10 not found (looked in {tried}) and {exc}; put {FOLDER}/ in one of those places, "
+            f"or pass --data DIR / set {ENV_VAR}"
+        ) from None
+
+
+def load_split(split: str, data_dir: str | os.PathLike | None = None, download: bool = True) -> Split:
+    """Load ``train`` (45,000), ``val`` (5,000 held out of train), ``trainval`` (50,000) or ``test`` (10,000)."""
+    if split not in ("train", "val", "trainval", "test"):
+        raise AutocolorError(f"unknown split {split!r}; use train, val, trainval or test")
+    folder = locate(data_dir, download=download)
+    files = TEST_FILES if split == "test" else TRAIN_FILES
+    parts = [_read_batch(folder / name) for name in files]
+    data = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts]).astype(np.int64)
+    full = Split(torch.from_numpy(data).view(-1, 3, 32, 32).contiguous(), torch.from_numpy(labels))
+    if split in ("test", "trainval"):
+        return full
+    order = torch.randperm(len(full), generator=torch.Generator().manual_seed(VAL_SEED))
+    return full.subset(order[:VAL_SIZE] if split == "val" else order[VAL_SIZE:].sort().values)
+
+
+def class_names(data_dir: str | os.PathLike | None = None) -> list[str]:
+    """The ten label names from ``batches.meta``."""
+    meta = safe_unpickle(locate(data_dir, download=False) / "batches.meta")
+    return [n.decode() for n in meta[b"label_names"]]
+
+
+def epoch_batches(split: Split, batch_size: int, seed: int, epoch: int, augment: bool = True,
+                  shard: tuple[int, int] = (0, 1)):
+    """Yield uint8 image batches (and labels) for one epoch: seeded shuffle, bulk horizontal flips.
+
+    The order and flips depend only on (seed, epoch), so a resumed run sees exactly the same batches.
+    ``shard=(rank, world)`` gives each process its slice of every global batch (for DDP).
+    """
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(len(split), generator=gen)
+    flips = torch.rand(len(split), generator=gen) < 0.5
+    rank, world = shard
+    n_batches = len(split) // batch_size
+    for b in range(n_batches):
+        idx = order[b * batch_size:(b + 1) * batch_size][rank::world]
+        imgs = split.images[idx]
+        if augment:
+            f = flips[idx]
+            imgs[f] = imgs[f].flip(-1)
+        yield imgs, split.labels[idx]

@@ -1,0 +1,88 @@
+"""Fetch and unpack the official CIFAR-10 archive: checksum-verified, atomic, traversal-safe."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from autocolor.errors import AutocolorError
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+FOLDER = "cifar-10-batches-py"
+
+
+def _fetch(url: str, dest: Path, progress: bool) -> None:
+    """Stream ``url`` into ``dest`` with a progress bar; raises on short reads."""
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp, open(dest, "wb") as out:
+            total = int(resp.headers.get("Content-Length") or 0)
+            done = 0
+            with tqdm(total=total or None, unit="B", unit_scale=True, desc="CIFAR-10",
+                      disable=not progress) as bar:
+                while chunk := resp.read(1 << 20):
+                    out.write(chunk)
+                    done += len(chunk)
+                    bar.update(len(chunk))
+            if total and done != total:
+                raise AutocolorError(f"download of {url} was cut short ({done} of {total} bytes)")
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise AutocolorError(f"could not download {url}: {exc}") from None
+
+
+def md5sum(path: Path) -> str:
+    """Hex MD5 of a file, read in 1 MiB chunks."""
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _safe_extract(archive: Path, dest: Path) -> None:
+    """Extract regular files and folders only, refusing absolute paths, '..' and links."""
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar.getmembers():
+            target = (dest / member.name).resolve()
+            if not (member.isfile() or member.isdir()) or not target.is_relative_to(dest.resolve()):
+                raise AutocolorError(f"refusing unsafe archive member {member.name!r} in {archive}")
+        tar.extractall(dest, filter="data")
+
+
+def download_cifar10(root: Path, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5,
+                     progress: bool = True) -> Path:
+    """Download, verify and unpack CIFAR-10 into ``root/cifar-10-batches-py``; return that folder.
+
+    Work happens in a temporary folder inside ``root``; the final folder appears only by an atomic
+    rename once everything checked out, so an interrupted run never leaves something that looks like data.
+    """
+    root = Path(root).expanduser()
+    final = root / FOLDER
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".autocolor-dl-", dir=root))
+    try:
+        archive = work / "cifar-10-python.tar.gz"
+        _fetch(url, archive, progress)
+        got = md5sum(archive)
+        if got != md5:
+            raise AutocolorError(f"checksum mismatch for {url}: md5 {got}, expected {md5}")
+        unpack = work / "unpacked"
+        unpack.mkdir()
+        try:
+            _safe_extract(archive, unpack)
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise AutocolorError(f"corrupt archive from {url}: {exc}") from None
+        if not (unpack / FOLDER).is_dir():
+            raise AutocolorError(f"archive from {url} has no {FOLDER}/ folder")
+        os.replace(unpack / FOLDER, final)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return final

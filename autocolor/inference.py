@@ -1,0 +1,35 @@
+"""Batched inference on CIFAR-style uint8 batches, shared by validation, evaluation and sample grids."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from autocolor.colour import grey_rgb, greyscale, to_float, to_uint8
+from autocolor.runtime import autocast
+
+
+@torch.no_grad()
+def colorize_batch(model: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
+                   precision: str = "fp32", **opts) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 RGB (N, 3, H, W) -> (grey input as uint8 RGB, colorized uint8 RGB), both on the CPU."""
+    device = torch.device(device)
+    L = greyscale(to_float(images.to(device)))
+    with autocast(device, precision):
+        raw = model(L.contiguous(memory_format=torch.channels_last))
+    return to_uint8(grey_rgb(L)).cpu(), to_uint8(model.to_rgb(L, raw, **opts)).cpu()
+
+
+def colorize_all(model: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
+                 precision: str = "fp32", batch_size: int = 500, progress=None, **opts):
+    """Yield ``(start, grey_u8, pred_u8)`` over ``images`` in batches; ``progress`` is an optional tqdm."""
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(images), batch_size):
+            grey, pred = colorize_batch(model, images[start:start + batch_size], device, precision, **opts)
+            if progress is not None:
+                progress.update(len(pred))
+            yield start, grey, pred
+    finally:
+        model.train(was_training)

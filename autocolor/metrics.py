@@ -1,0 +1,46 @@
+"""Image-quality metrics on 8-bit RGB batches (N, 3, H, W): PSNR, SSIM, colourfulness, ab-error AuC."""
+
+from __future__ import annotations
+
+import torch
+from kornia.metrics import ssim as _ssim_map
+
+from autocolor.colour import rgb_to_lab, to_float
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB on 8-bit RGB (peak 255); identical images are capped at 100 dB."""
+    mse = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
+    return (10 * torch.log10(255.0**2 / mse.clamp_min(1e-10))).clamp_max(100.0)
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM (Wang et al. 2004: Gaussian window 11, sigma 1.5, valid region), mean over RGB."""
+    smap = _ssim_map(to_float(pred), to_float(target), window_size=11, max_val=1.0, padding="valid")
+    return smap.flatten(1).mean(1)
+
+
+def colourfulness(images: torch.Tensor) -> torch.Tensor:
+    """Per-image colourfulness of Hasler & Suesstrunk (2003) on 0..255 RGB: sigma_rgyb + 0.3 mu_rgyb."""
+    r, g, b = images.float().unbind(1)
+    rg = (r - g).flatten(1)
+    yb = (0.5 * (r + g) - b).flatten(1)
+    sigma = (rg.var(1, unbiased=False) + yb.var(1, unbiased=False)).sqrt()
+    mu = (rg.mean(1).pow(2) + yb.mean(1).pow(2)).sqrt()
+    return sigma + 0.3 * mu
+
+
+AUC_THRESHOLDS = torch.arange(0, 151, dtype=torch.float32)
+
+
+def ab_error_cdf(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Fraction of pixels whose a*b* Euclidean error is within each threshold 0..150 (151 values)."""
+    err = (rgb_to_lab(to_float(pred))[:, 1:] - rgb_to_lab(to_float(target))[:, 1:]).norm(dim=1).flatten()
+    counts = torch.bucketize(err, AUC_THRESHOLDS, right=False)
+    hist = torch.bincount(counts, minlength=len(AUC_THRESHOLDS) + 1)[: len(AUC_THRESHOLDS)]
+    return hist.cumsum(0).float() / err.numel()
+
+
+def auc(cdf: torch.Tensor) -> float:
+    """Area under the ab-error CDF over thresholds 0..150, normalised to [0, 1] (Zhang et al. 2016)."""
+    return float(torch.trapezoid(cdf, AUC_THRESHOLDS) / (AUC_THRESHOLDS[-1] - AUC_THRESHOLDS[0]))

@@ -1,0 +1,69 @@
+"""PNG outputs: image grids (grey | predicted | original) and loss curves (matplotlib)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from autocolor.files import atomic_write_bytes
+
+
+def save_png(image: Image.Image, path: Path) -> Path:
+    """Save a PIL image as PNG atomically."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)
+
+
+def grid(columns: list[torch.Tensor], scale: int = 3, gap: int = 2) -> Image.Image:
+    """Lay out uint8 batches (N, 3, H, W) as columns (e.g. grey, predicted, original), one image per row."""
+    n, _, h, w = columns[0].shape
+    cell_h, cell_w = h * scale, w * scale
+    sheet = Image.new("RGB", (len(columns) * (cell_w + gap) - gap, n * (cell_h + gap) - gap), "white")
+    for c, batch in enumerate(columns):
+        for r in range(n):
+            tile = Image.fromarray(batch[r].permute(1, 2, 0).contiguous().numpy())
+            sheet.paste(tile.resize((cell_w, cell_h), Image.NEAREST), (c * (cell_w + gap), r * (cell_h + gap)))
+    return sheet
+
+
+def tiled_grid(columns: list[torch.Tensor], per_block: int = 8, scale: int = 3) -> Image.Image:
+    """Several ``grid`` blocks side by side, so 32 examples fit one wide, short sheet."""
+    n = columns[0].shape[0]
+    blocks = [grid([c[i:i + per_block] for c in columns], scale) for i in range(0, n, per_block)]
+    sheet = Image.new("RGB", (sum(b.width for b in blocks) + 8 * (len(blocks) - 1), blocks[0].height), "white")
+    x = 0
+    for b in blocks:
+        sheet.paste(b, (x, 0))
+        x += b.width + 8
+    return sheet
+
+
+def loss_curve(records: list[dict], path: Path) -> Path:
+    """Plot train and validation loss (and validation PSNR) per epoch from metrics records."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in records]
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot(epochs, [r["train_loss"] for r in records], "o-", label="train loss")
+    ax.plot(epochs, [r["val_loss"] for r in records], "s-", label="validation loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend(loc="upper left")
+    ax2 = ax.twinx()
+    ax2.plot(epochs, [r["val_psnr"] for r in records], "^--", color="tab:green", label="val PSNR")
+    ax2.set_ylabel("validation PSNR (dB)")
+    ax2.legend(loc="upper right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)

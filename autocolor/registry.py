@@ -1,0 +1,38 @@
+"""Name -> model constructor. Architectures register themselves; ``autocolor.models`` imports them all."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from autocolor.errors import AutocolorError
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator: make ``build(name)`` call the decorated class or function."""
+
+    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        _REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def build(name: str, **config) -> nn.Module:
+    """Instantiate the registered architecture ``name`` (fresh, untrained weights)."""
+    if name not in _REGISTRY:
+        raise AutocolorError(f"unknown model {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    model = _REGISTRY[name](**config)
+    model.arch_name = name
+    model.arch_config = dict(config)
+    return model
+
+
+def names() -> list[str]:
+    """Registered architecture names, sorted."""
+    return sorted(_REGISTRY)

@@ -1,0 +1,86 @@
+"""Save and load trained models as ``safetensors`` + a JSON model card. No pickles are ever loaded."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from autocolor.errors import AutocolorError
+from autocolor.files import atomic_write_bytes
+from autocolor.models import build, count_params
+
+BUNDLED = Path(__file__).with_name("weights")
+
+
+def save_model(model: nn.Module, path: Path, card: dict) -> Path:
+    """Write ``path`` (.safetensors) and its card (same stem, .json). Returns the weights path."""
+    path = Path(path)
+    state = {k: v.detach().float().contiguous().cpu() if v.is_floating_point() else v.detach().cpu()
+             for k, v in model.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(state, str(tmp), metadata={"architecture": model.arch_name})
+    os.replace(tmp, path)
+    full = {"architecture": model.arch_name, "config": model.arch_config, "parameters": count_params(model),
+            "output": getattr(model, "output", "ab"), **card}
+    atomic_write_bytes(path.with_suffix(".json"), (json.dumps(full, indent=2) + "\n").encode())
+    return path
+
+
+def bundled_names() -> list[str]:
+    """Names of the models whose weights ship inside the package."""
+    return sorted(p.stem for p in BUNDLED.glob("*.safetensors"))
+
+
+def resolve(spec: str | os.PathLike) -> Path:
+    """Find the weights file for a bundled name, a run folder or a .safetensors path."""
+    p = Path(spec).expanduser()
+    if p.is_dir():
+        cands = sorted(p.glob("*.safetensors"))
+        if not cands:
+            raise AutocolorError(f"no .safetensors weights in {p}")
+        return p / "model.safetensors" if (p / "model.safetensors").exists() else cands[0]
+    if p.suffix == ".safetensors" or p.exists():
+        if not p.is_file():
+            raise AutocolorError(f"weights file not found: {p}")
+        if p.suffix != ".safetensors":
+            raise AutocolorError(f"{p}: only .safetensors weights are loaded (pickled weights are refused)")
+        return p
+    if (BUNDLED / f"{spec}.safetensors").is_file():
+        return BUNDLED / f"{spec}.safetensors"
+    known = ", ".join(bundled_names()) or "none"
+    raise AutocolorError(f"no trained model {str(spec)!r}: not a bundled name ({known}), run folder or "
+                         f".safetensors file; train one with `autocolor train --model NAME`")
+
+
+def load_card(weights: Path) -> dict:
+    """The JSON model card beside a weights file."""
+    card_path = Path(weights).with_suffix(".json")
+    try:
+        return json.loads(card_path.read_text())
+    except FileNotFoundError:
+        raise AutocolorError(f"model card {card_path} is missing (it names the architecture)") from None
+    except json.JSONDecodeError as exc:
+        raise AutocolorError(f"model card {card_path} is not valid JSON: {exc}") from None
+
+
+def load_model(spec: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Load a trained model (bundled name, run folder or .safetensors file) in eval mode, with its card."""
+    path = resolve(spec)
+    card = load_card(path)
+    model = build(card["architecture"], **card.get("config", {}))
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise AutocolorError(f"cannot read weights {path}: {exc}") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise AutocolorError(f"weights {path} do not fit architecture {card['architecture']}: "
+                             f"{str(exc).splitlines()[0]}") from None
+    return model.to(device).eval(), card
