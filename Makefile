@@ -1,0 +1,23 @@
+# Two entry points that work on a fresh machine: `make demo` (main job) and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint
+
+$(BIN)/autocolor: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev,web,onnx]"
+	touch $@
+
+setup: $(BIN)/autocolor
+
+demo: setup
+	$(BIN)/autocolor demo
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup
+	bash scripts/test.sh
