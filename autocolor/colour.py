@@ -50,8 +50,12 @@ def lab_and_input(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def grey_rgb(lightness: torch.Tensor) -> torch.Tensor:
-    """Model input (L*/100) -> the neutral grey sRGB image with that lightness."""
-    return lab_from(lightness, torch.zeros_like(lightness).expand(-1, 2, -1, -1))
+    """Model input (L*/100) -> the neutral grey sRGB image with that lightness, R = G = B exactly.
+
+    (Lab -> sRGB in float32 gives channels up to 4e-5 apart, enough to tint ~0.5% of 8-bit pixels.)
+    """
+    rgb = lab_from(lightness, torch.zeros_like(lightness).expand(-1, 2, -1, -1))
+    return rgb[:, :1].expand(-1, 3, -1, -1).contiguous()  # R: the channel closest to L* (within 3e-6)
 
 
 def lab_from(lightness: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from autocolor.classifier import load_classifier
 from autocolor.data import load_split
 from autocolor.inference import colorize_all
 from autocolor.metrics import ab_error_cdf, auc, colourfulness, psnr, ssim
@@ -21,12 +22,16 @@ GRID_INDICES = list(range(32))
 class _Accumulator:
     """Running sums of per-image metrics for one set of outputs."""
 
-    def __init__(self) -> None:
+    def __init__(self, classifier=None) -> None:
         self.psnr = self.ssim = self.cf = 0.0
         self.cdf = torch.zeros(151)
-        self.n = 0
+        self.n = self.correct = 0
+        self.classifier = classifier
 
-    def add(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+    def add(self, pred: torch.Tensor, target: torch.Tensor, labels: torch.Tensor) -> None:
+        if self.classifier is not None:
+            with torch.no_grad():
+                self.correct += int((self.classifier(pred).argmax(1) == labels).sum())
         self.psnr += float(psnr(pred, target).sum())
         self.ssim += float(ssim(pred, target).sum())
         self.cf += float(colourfulness(pred).sum())
@@ -35,9 +40,12 @@ class _Accumulator:
 
     def result(self, cf_truth: float) -> dict:
         cf = self.cf / self.n
-        return {"psnr": round(self.psnr / self.n, 4), "ssim": round(self.ssim / self.n, 5),
-                "colorfulness": round(cf, 4), "delta_colorfulness": round(abs(cf - cf_truth), 4),
-                "auc": round(auc(self.cdf / self.n), 5)}
+        res = {"psnr": round(self.psnr / self.n, 4), "ssim": round(self.ssim / self.n, 5),
+               "colorfulness": round(cf, 4), "delta_colorfulness": round(abs(cf - cf_truth), 4),
+               "auc": round(auc(self.cdf / self.n), 5)}
+        if self.classifier is not None:
+            res["semantic_accuracy"] = round(self.correct / self.n, 4)
+        return res
 
 
 def evaluate(spec: str | os.PathLike, split: str = "test", max_images: int | None = None,
@@ -50,21 +58,33 @@ def evaluate(spec: str | os.PathLike, split: str = "test", max_images: int | Non
     """
     dev = pick_device(device)
     model, card = load_model(spec, dev)
-    images = load_split(split, data).images
+    split_data = load_split(split, data)
+    images, labels = split_data.images, split_data.labels
     if max_images:
-        images = images[:max_images]
-    pred_acc, grey_acc, cf_truth = _Accumulator(), _Accumulator(), 0.0
+        images, labels = images[:max_images], labels[:max_images]
+    clf = load_classifier()
+    pred_acc, grey_acc, cf_truth = _Accumulator(clf), _Accumulator(clf), 0.0
+    truth_correct = 0
     with tqdm(total=len(images), desc=f"evaluate {card.get('name', spec)}", unit="img", disable=not progress,
               mininterval=1.0) as bar:
         for start, grey, pred in colorize_all(model, images, dev, precision, progress=bar, **opts):
-            target = images[start:start + len(pred)]
-            pred_acc.add(pred, target)
-            grey_acc.add(grey, target)
+            target, lab = images[start:start + len(pred)], labels[start:start + len(pred)]
+            pred_acc.add(pred, target, lab)
+            grey_acc.add(grey, target, lab)
             cf_truth += float(colourfulness(target).sum())
+            if clf is not None:
+                with torch.no_grad():
+                    truth_correct += int((clf(target).argmax(1) == lab).sum())
     cf_truth /= len(images)
     result = {"model": str(spec), "architecture": card["architecture"], "split": split, "n_images": len(images),
               **pred_acc.result(cf_truth), "grey_baseline": grey_acc.result(cf_truth),
               "ground_truth": {"colorfulness": round(cf_truth, 4)}}
+    if clf is not None:
+        truth = truth_correct / len(images)
+        result["ground_truth"]["semantic_accuracy"] = round(truth, 4)
+        gap = truth - result["grey_baseline"]["semantic_accuracy"]
+        result["semantic_gap_closed"] = round((result["semantic_accuracy"] - result["grey_baseline"]
+                                              ["semantic_accuracy"]) / gap, 4) if gap > 0 else None
     if grid:
         idx = [i for i in GRID_INDICES if i < len(images)]
         sample = images[idx]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from torch import nn
@@ -27,9 +28,11 @@ def build(name: str, **config) -> nn.Module:
     """Instantiate the registered architecture ``name`` (fresh, untrained weights)."""
     if name not in _REGISTRY:
         raise AutocolorError(f"unknown model {name!r}; known: {', '.join(sorted(_REGISTRY))}")
-    model = _REGISTRY[name](**config)
+    fn = _REGISTRY[name]
+    model = fn(**config)
+    defaults = {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not p.empty}
     model.arch_name = name
-    model.arch_config = dict(config)
+    model.arch_config = {k: list(v) if isinstance(v, tuple) else v for k, v in {**defaults, **config}.items()}
     return model
 
 

@@ -1,0 +1,134 @@
+"""A small CIFAR-10 classifier used as a measuring instrument: semantic accuracy of colorized images.
+
+Train it with ``python -m autocolor.classifier --epochs 15 --out autocolor/weights/classifier.safetensors``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm import tqdm
+
+from autocolor.colour import to_float
+from autocolor.data import epoch_batches, load_split
+from autocolor.files import atomic_write_bytes
+from autocolor.runtime import autocast, machine_name, pick_device, pick_precision
+from autocolor.weights import BUNDLED
+
+MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
+STD = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)
+WEIGHTS = BUNDLED / "classifier.safetensors"
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                         nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                         nn.MaxPool2d(2))
+
+
+class Classifier(nn.Module):
+    """VGG-style CNN: three double-conv blocks, global average pooling, linear layer to 10 classes."""
+
+    def __init__(self, widths: tuple[int, ...] = (48, 96, 192)) -> None:
+        super().__init__()
+        chans = [3, *widths]
+        self.features = nn.Sequential(*[_block(a, b) for a, b in zip(chans[:-1], chans[1:], strict=True)])
+        self.fc = nn.Linear(widths[-1], 10)
+        self.widths = tuple(widths)
+
+    def forward(self, images_u8: torch.Tensor) -> torch.Tensor:
+        x = (to_float(images_u8) - MEAN.to(images_u8.device)) / STD.to(images_u8.device)
+        return self.fc(self.features(x.contiguous(memory_format=torch.channels_last)).mean((2, 3)))
+
+
+def random_crop(images: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Per-image random translation by up to ``pad`` pixels (reflect padding), done in bulk."""
+    n, _, h, w = images.shape
+    padded = F.pad(images.float(), (pad, pad, pad, pad), mode="reflect")
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    rows = (dy[:, None] + torch.arange(h))[:, None, :, None].expand(n, 3, h, w + 2 * pad)
+    out = padded.gather(2, rows)
+    cols = (dx[:, None] + torch.arange(w))[:, None, None, :].expand(n, 3, h, w)
+    return out.gather(3, cols).to(torch.uint8)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, images_u8: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
+    """Top-1 accuracy of ``model`` on uint8 RGB images."""
+    model.eval()
+    correct = 0
+    for s in range(0, len(images_u8), batch_size):
+        correct += int((model(images_u8[s:s + batch_size]).argmax(1) == labels[s:s + batch_size]).sum())
+    return correct / len(images_u8)
+
+
+def load_classifier(path: Path = WEIGHTS) -> Classifier | None:
+    """The bundled classifier, or None when its weights are absent."""
+    if not Path(path).is_file():
+        return None
+    card = json.loads(Path(path).with_suffix(".json").read_text())
+    model = Classifier(tuple(card["widths"]))
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()
+
+
+def train_classifier(epochs: int, out: Path, batch_size: int = 256, lr: float = 0.1, seed: int = 0,
+                     data: str | None = None, device: str = "auto", precision: str = "auto") -> dict:
+    """Train on the 50,000 training images; report accuracy on the test set; save safetensors + card."""
+    dev = pick_device(device)
+    prec = pick_precision(precision, dev)
+    torch.manual_seed(seed)
+    train, test = load_split("trainval", data), load_split("test", data)
+    model = Classifier().to(dev).to(memory_format=torch.channels_last)
+    steps = len(train) // batch_size
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps, pct_start=0.25)
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    for epoch in range(epochs):
+        model.train()
+        for imgs, labels in tqdm(epoch_batches(train, batch_size, seed, epoch), total=steps,
+                                 desc=f"classifier epoch {epoch + 1}/{epochs}", mininterval=2.0):
+            imgs = random_crop(imgs, gen).to(dev)
+            with autocast(dev, prec):
+                loss = F.cross_entropy(model(imgs).float(), labels.to(dev), label_smoothing=0.1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    seconds = time.perf_counter() - t0
+    model = model.cpu()
+    acc = accuracy(model, test.images, test.labels)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out))
+    card = {"architecture": "classifier", "widths": list(model.widths), "test_accuracy": round(acc, 4),
+            "training": {"command": shlex.join(["python", "-m", "autocolor.classifier", *sys.argv[1:]]),
+                         "data": "CIFAR-10 training set (50,000 images)", "epochs": epochs,
+                         "seconds": round(seconds, 1), "machine": machine_name(), "precision": prec}}
+    atomic_write_bytes(out.with_suffix(".json"), (json.dumps(card, indent=2) + "\n").encode())
+    return card
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--out", type=Path, default=WEIGHTS)
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    print(json.dumps(train_classifier(args.epochs, args.out, seed=args.seed, data=args.data), indent=2))
+
+
+if __name__ == "__main__":
+    main()

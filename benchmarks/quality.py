@@ -1,0 +1,86 @@
+"""Quality table: every bundled colorizer on the full CIFAR-10 test set, beside the grey input and truth.
+
+Usage: python benchmarks/quality.py [--max-images N] [--out docs/results.md]
+Writes the markdown table (pasted into the README), stores each model's test metrics in its card,
+draws each model's grid into docs/, and plots validation PSNR against training seconds for `default`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from autocolor.evaluate import evaluate
+from autocolor.runtime import machine_name
+from autocolor.weights import BUNDLED, bundled_names
+
+ORDER = ["seed", "seed-lab", "default", "vivid"]
+COLUMNS = ["psnr", "ssim", "colorfulness", "delta_colorfulness", "auc", "semantic_accuracy"]
+
+
+def row(name: str, m: dict) -> str:
+    cells = [f"{m[k]:.4f}" if isinstance(m.get(k), float) else "–" for k in COLUMNS]
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def time_to_quality(card: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hist = card["training"].get("history", [])
+    if not hist:
+        return
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    ax.plot([h["seconds"] for h in hist], [h["val_psnr"] for h in hist], "o-", label="default (validation)")
+    ax.axhline(hist[-1]["val_psnr_grey"], color="grey", ls="--", label="grey input")
+    ax.set_xlabel("training seconds")
+    ax.set_ylabel("validation PSNR (dB)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--max-images", type=int, default=None)
+    ap.add_argument("--out", type=Path, default=Path("docs/results.md"))
+    ap.add_argument("--data", default=None)
+    args = ap.parse_args()
+    names = [n for n in ORDER if n in bundled_names()] + [n for n in bundled_names() if n not in ORDER
+                                                          and n != "classifier"]
+    lines = ["| model | PSNR (dB) | SSIM | colourfulness | Δ colourfulness | AuC | semantic acc. |",
+             "|---|---|---|---|---|---|---|"]
+    grey = truth = None
+    t0 = time.time()
+    for name in names:
+        res = evaluate(name, max_images=args.max_images, data=args.data, grid=Path("docs") / f"grid-{name}.png")
+        print(json.dumps(res))
+        lines.append(row(f"`{name}`", res))
+        grey, truth = res["grey_baseline"], res["ground_truth"]
+        card_path = BUNDLED / f"{name}.json"
+        card = json.loads(card_path.read_text())
+        card.setdefault("metrics", {})["test"] = {k: v for k, v in res.items() if k not in ("model", "grid")}
+        card_path.write_text(json.dumps(card, indent=2) + "\n")
+        if name == "default":
+            time_to_quality(card, Path("docs/time_to_quality.png"))
+        if "semantic_gap_closed" in res and res["semantic_gap_closed"] is not None:
+            lines[-1] += f" gap closed {res['semantic_gap_closed']:.0%}"
+    if grey:
+        lines.append(row("grey input", grey))
+        lines.append(row("ground truth", {"colorfulness": truth["colorfulness"],
+                                          "semantic_accuracy": truth.get("semantic_accuracy")}))
+    n = res["n_images"] if names else 0
+    text = (f"Test set: {n} CIFAR-10 test images. Machine: {machine_name()}. "
+            f"Made by `python benchmarks/quality.py` in {time.time() - t0:.0f} s.\n\n" + "\n".join(lines) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
