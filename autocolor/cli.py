@@ -25,9 +25,20 @@ def cli() -> None:
 @cli.command()
 @click.option("--model", "model", default="seed-lab", show_default=True, help="Architecture name (see --list).")
 @click.option("--epochs", type=click.IntRange(1), default=10, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True,
+              help="Global batch: under torchrun it is split evenly over all processes.")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=2e-3, show_default=True)
 @click.option("--max-images", type=click.IntRange(1), default=None, help="Use only the first N training images.")
+@click.option("--images", default=None, metavar="DIR",
+              help="Train on every colour image under DIR (recursive) instead of CIFAR-10.")
+@click.option("--image-size", type=click.IntRange(8), default=None, metavar="N",
+              help="Square crop side for --images (multiple of 8) [default: 128].")
+@click.option("--val-images", default=None, metavar="DIR", help="Validation folder for --images.")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
+              show_default=True, help="Seeded fraction of --images held out when there is no --val-images.")
+@click.option("--workers", type=click.IntRange(0), default=4, show_default=True,
+              help="DataLoader worker processes decoding --images (per training process).")
+@click.option("--sync-bn", is_flag=True, help="SyncBatchNorm across processes under torchrun (CUDA only).")
 @click.option("--out", default=None, metavar="DIR", help="Run folder (default runs/MODEL).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--stop-after", type=click.IntRange(1), default=None, metavar="N",
@@ -36,10 +47,16 @@ def cli() -> None:
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @DATA
+@click.option("--model-config", default=None, metavar="JSON",
+              help='Architecture options, e.g. \'{"widths": [24, 48, 96, 192]}\'.')
 @click.option("--list", "list_models", is_flag=True, help="List the registered architectures and exit.")
-def train(model, epochs, batch_size, lr, max_images, out, resume, stop_after, device, precision, seed, data,
-          list_models) -> None:
-    """Train a colorizer on CIFAR-10 (validation on a held-out part of the training set)."""
+def train(model, epochs, batch_size, lr, max_images, images, image_size, val_images, val_fraction, workers, sync_bn,
+          out, resume, stop_after, device, precision, seed, data, model_config, list_models) -> None:
+    """Train a colorizer on CIFAR-10 or your own image folder; runs on many GPUs/machines under torchrun.
+
+    Validation uses a held-out part of the training set (or --val-images). For several processes:
+    torchrun --nproc-per-node=N -m autocolor train ... (see docs/training.md).
+    """
     from autocolor.models import names
     from autocolor.train import TrainConfig
     from autocolor.train import train as run
@@ -49,8 +66,27 @@ def train(model, epochs, batch_size, lr, max_images, out, resume, stop_after, de
         return
     cfg = TrainConfig(model=model, epochs=epochs, batch_size=batch_size, lr=lr, max_images=max_images,
                       out=out or f"runs/{model}", resume=resume, device=device, precision=precision, seed=seed,
-                      data=data, stop_after=stop_after, command=shlex.join(["autocolor", *sys.argv[1:]]))
+                      data=data, stop_after=stop_after, command=shlex.join(["autocolor", *sys.argv[1:]]),
+                      images=images, val_images=val_images, val_fraction=val_fraction, image_size=image_size,
+                      workers=workers, sync_bn=sync_bn, model_config=_json_object(model_config, "--model-config"))
+    if image_size and not images:
+        raise AutocolorError("--image-size applies to --images folders (CIFAR-10 images are 32x32)")
+    if val_images and not images:
+        raise AutocolorError("--val-images needs --images DIR")
     run(cfg, log=click.echo)
+
+
+def _json_object(text: str | None, flag: str) -> dict:
+    """Parse a JSON object option; bad JSON is a user error."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AutocolorError(f"{flag}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise AutocolorError(f"{flag}: expected a JSON object like '{{\"key\": value}}'")
+    return value
 
 
 @cli.command()
@@ -63,7 +99,9 @@ def train(model, epochs, batch_size, lr, max_images, out, resume, stop_after, de
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="fp32", show_default=True)
 @click.option("--saturation", type=click.FloatRange(0), default=1.0, show_default=True)
 @DATA
-def evaluate(model, split, max_images, as_json, grid, device, precision, saturation, data) -> None:
+@click.option("--images", default=None, metavar="DIR",
+              help="Score on the colour images under DIR (centre crops at the model's image size), not CIFAR-10.")
+def evaluate(model, split, max_images, as_json, grid, device, precision, saturation, data, images) -> None:
     """Score a trained model against the grey input (PSNR, SSIM, colourfulness, AuC)."""
     from pathlib import Path
 
@@ -71,12 +109,13 @@ def evaluate(model, split, max_images, as_json, grid, device, precision, saturat
 
     grid = grid or f"eval-{Path(model).stem if Path(model).suffix else Path(model).name}.png"
     res = run(model, split=split, max_images=max_images, data=data, device=device, precision=precision,
-              grid=grid, progress=not as_json, saturation=saturation)
+              grid=grid, progress=not as_json, saturation=saturation, images=images)
     if as_json:
         click.echo(json.dumps(res))
         return
     g = res["grey_baseline"]
-    click.echo(f"{res['model']} on {res['n_images']} {split} images (grey input in brackets)")
+    what = f"{res['image_size']}x{res['image_size']} crops of {images}" if images else f"{split} images"
+    click.echo(f"{res['model']} on {res['n_images']} {what} (grey input in brackets)")
     for key in ("psnr", "ssim", "colorfulness", "delta_colorfulness", "auc"):
         click.echo(f"  {key:<20} {res[key]:>9.4f}   ({g[key]:.4f})")
     click.echo(f"  ground-truth colorfulness {res['ground_truth']['colorfulness']:.4f}; grid: {res['grid']}")
@@ -95,17 +134,104 @@ def diagram(model, output) -> None:
 
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--out", "outdir", required=True, metavar="OUTDIR")
-@click.option("--model", default="default", show_default=True)
-def colorize(inputs, outdir, model) -> None:
-    """Colorize greyscale photos of any size."""
-    raise AutocolorError("colorize is not available yet")
+@click.option("-o", "--out", "outdir", required=True, metavar="OUTDIR", help="Folder for OUTDIR/<stem>.<format>.")
+@click.option("--model", default="default", show_default=True, metavar="NAME|RUN_DIR|FILE")
+@click.option("--saturation", type=click.FloatRange(0), default=1.0, show_default=True,
+              help="Chroma multiplier (0 = grey).")
+@click.option("--size", type=click.IntRange(8), default=None, metavar="N",
+              help="Long side of the working resolution the model sees [default: the model card's "
+                   "colorize_size, else 64].")
+@click.option("--format", "fmt", type=click.Choice(["png", "jpg", "webp"]), default="png", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@DEVICE
+@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=None,
+              help="Softmax temperature for classification models (e.g. vivid); ignored by others.")
+@click.option("--max-pixels", type=click.IntRange(1), default=None, metavar="N",
+              help="Refuse images with more pixels (decompression bombs) [default: 64000000].")
+def colorize(inputs, outdir, model, saturation, size, fmt, overwrite, device, temperature, max_pixels) -> None:
+    """Colorize photos of any size: files, folders (recursive) or globs; inputs are never overwritten."""
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    from autocolor.colorize import BatchError, Colorizer
+    from autocolor.imageio import DEFAULT_MAX_PIXELS, expand_inputs, plan_outputs
+
+    def say(prefix):
+        return lambda msg: tqdm.write(f"autocolor: {prefix}: {msg}", file=sys.stderr)
+
+    out = Path(outdir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise AutocolorError(f"-o {out}: exists and is not a folder")
+    files, missing = expand_inputs(list(inputs), exclude=out)
+    for msg in missing:
+        say("error")(msg)
+    if not files:
+        raise AutocolorError("no input images" + (f" ({len(missing)} argument(s) matched nothing)" if missing else ""))
+    col = Colorizer.load(model, device=device, notice=say("note"), size=size,
+                         saturation=saturation, temperature=temperature, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+    out.mkdir(parents=True, exist_ok=True)
+    written, errors = col.colorize_files(files, plan_outputs(files, out, fmt), overwrite=overwrite,
+                                         progress=sys.stderr.isatty(), report=say("error"), notice=say("note"))
+    for path in written:
+        click.echo(str(path))
+    failed = len(errors) + len(missing)
+    if failed:
+        names = [e.split(": ", 1)[0] for e in missing] + [str(src) for src, _ in errors]
+        raise BatchError(f"{failed} of {len(files) + len(missing)} input(s) failed ({len(written)} written): "
+                         + ", ".join(names))
 
 
 @cli.command()
-def demo() -> None:
-    """Colorize the bundled sample photos with the bundled default model."""
-    raise AutocolorError("demo is not available yet")
+@click.option("--model", "model", default="default", show_default=True, metavar="NAME|RUN_DIR|FILE")
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@click.option("-o", "--output", required=True, metavar="FILE.onnx")
+@click.option("--size", type=click.IntRange(8), default=32, show_default=True,
+              help="Side of the example input used for tracing (multiple of 8); batch, height and width stay dynamic.")
+@click.option("--opset", type=click.IntRange(17), default=17, show_default=True)
+def export(model, fmt, output, size, opset) -> None:
+    """Export a trained model's chroma path (L*/100 -> a*b*, or raw RGB for RGB models) to ONNX."""
+    from autocolor.export import export_onnx
+    from autocolor.weights import load_model
+
+    net, card = load_model(model)
+    path = export_onnx(net, output, size=size, opset=opset, card=card)
+    click.echo(f"{path}: {fmt}, opset {opset}, input L (N, 1, H, W) = L*/100, output "
+               f"{'ab (a*b* in Lab units)' if net.output == 'ab' else 'rgb (raw sRGB in [0, 1])'}")
+
+
+@cli.command()
+@click.option("-o", "--output", default="demo.png", show_default=True, metavar="FILE.png")
+@click.option("--model", default="default", show_default=True, metavar="NAME|RUN_DIR|FILE")
+@DEVICE
+def demo(output, model, device) -> None:
+    """Colorize the bundled sample photos; write one sheet (grey | colorized | original) and print its path."""
+    from autocolor.colorize import make_sheet
+
+    click.echo(str(make_sheet(output, model=model, device=device,
+                              notice=lambda m: click.echo(f"autocolor: note: {m}", err=True))))
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True)
+@click.option("--max-upload-mb", type=click.FloatRange(0, min_open=True), default=20.0, show_default=True)
+@click.option("--max-pixels", type=click.IntRange(1), default=None, metavar="N",
+              help="Refuse uploads with more pixels [default: 64000000].")
+@click.option("--model", "models", multiple=True, metavar="NAME|RUN_DIR|FILE",
+              help="Models to offer (repeatable; default: the bundled ones).")
+@DEVICE
+def serve(host, port, max_upload_mb, max_pixels, models, device) -> None:
+    """Run the web app (Gradio): upload a photo, pick a model and saturation, download the result."""
+    try:
+        from autocolor.app import build_app, launch
+    except ImportError as exc:
+        raise AutocolorError(f"the web app needs gradio: pip install 'autocolor[web]' ({exc})") from None
+    from autocolor.imageio import DEFAULT_MAX_PIXELS
+
+    app = build_app(models=list(models) or None, max_upload_mb=max_upload_mb,
+                    max_pixels=max_pixels or DEFAULT_MAX_PIXELS, device=device)
+    launch(app, host=host, port=port, max_upload_mb=max_upload_mb)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="autocolor", standalone_mode=False)
     except click.UsageError as exc:
-        hint = f" (see 'autocolor {exc.ctx.command_path.split(' ', 1)[-1]} --help')" if exc.ctx else ""
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""  # path starts with 'autocolor'
         click.echo(f"autocolor: error: {exc.format_message()}{hint}", err=True)
         return 2
     except click.exceptions.Abort:
@@ -131,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         click.echo(f"autocolor: error: {exc.format_message()}", err=True)
         return exc.exit_code
+    except OSError as exc:  # e.g. an output path under a file, a full disk: one line, not a traceback
+        click.echo(f"autocolor: error: {exc}", err=True)
+        return 1
     return 0
 
 

@@ -50,14 +50,19 @@ class _Accumulator:
 
 def evaluate(spec: str | os.PathLike, split: str = "test", max_images: int | None = None,
              data: str | None = None, device: str = "auto", precision: str = "fp32",
-             grid: str | os.PathLike | None = None, progress: bool = True, **opts) -> dict:
+             grid: str | os.PathLike | None = None, progress: bool = True,
+             images: str | os.PathLike | None = None, workers: int = 2, **opts) -> dict:
     """Metrics of model ``spec`` on ``split`` (outputs rounded to 8 bits first) and of the grey input.
 
     PSNR and SSIM are per-image on RGB, then averaged; colourfulness is Hasler & Suesstrunk's;
     ``auc`` is the area under the a*b*-error curve for thresholds 0..150 (Zhang et al. 2016).
+    With ``images=DIR`` the colour images of a folder are scored instead (see ``evaluate_folder``).
     """
     dev = pick_device(device)
     model, card = load_model(spec, dev)
+    if images is not None:
+        return evaluate_folder(model, card, spec, images, max_images=max_images, device=dev, precision=precision,
+                               grid=grid, progress=progress, workers=workers, **opts)
     split_data = load_split(split, data)
     images, labels = split_data.images, split_data.labels
     if max_images:
@@ -92,3 +97,42 @@ def evaluate(spec: str | os.PathLike, split: str = "test", max_images: int | Non
         result["grid"] = str(save_png(tiled_grid([grey, pred, sample]), Path(grid)))
     return result
 
+
+def evaluate_folder(model, card: dict, spec: str | os.PathLike, folder: str | os.PathLike,
+                    max_images: int | None = None, device: torch.device | str = "cpu", precision: str = "fp32",
+                    grid: str | os.PathLike | None = None, progress: bool = True, workers: int = 2,
+                    **opts) -> dict:
+    """Score a loaded model on the colour images under ``folder``: centre crops at the card's image size.
+
+    Greyscale and unreadable files are skipped (and counted), as in training. Models without an
+    ``image_size`` in their card were trained on CIFAR-10 and are scored at 32 x 32.
+    """
+    from autocolor.folders import FolderDataset, eval_loader, scan
+    from autocolor.inference import colorize_batch
+
+    size = int(card.get("image_size") or card.get("training", {}).get("image_size") or 32)
+    found = scan(folder, workers)
+    files = found.files[:max_images] if max_images else found.files
+    dataset = FolderDataset(files, size, train=False)
+    pred_acc, grey_acc, cf_truth = _Accumulator(), _Accumulator(), 0.0
+    sample: list[torch.Tensor] = []
+    with tqdm(total=len(files), desc=f"evaluate {card.get('name', spec)}", unit="img", disable=not progress,
+              mininterval=1.0) as bar:
+        for target, _ in eval_loader(dataset, 64, workers=workers):
+            grey, pred = colorize_batch(model, target, device, precision, **opts)
+            pred_acc.add(pred, target, None)
+            grey_acc.add(grey, target, None)
+            cf_truth += float(colourfulness(target).sum())
+            if sum(len(t) for t in sample) < len(GRID_INDICES):
+                sample.append(target)
+            bar.update(len(target))
+    cf_truth /= len(files)
+    result = {"model": str(spec), "architecture": card["architecture"], "split": "folder", "images": found.root,
+              "image_size": size, "n_images": len(files), **pred_acc.result(cf_truth),
+              "grey_baseline": grey_acc.result(cf_truth), "ground_truth": {"colorfulness": round(cf_truth, 4)},
+              "skipped": {"greyscale": len(found.grey), "unreadable": len(found.bad)}}
+    if grid:
+        first = torch.cat(sample)[:len(GRID_INDICES)]
+        grey, pred = colorize_batch(model, first, device, precision, **opts)
+        result["grid"] = str(save_png(tiled_grid([grey, pred, first]), Path(grid)))
+    return result

@@ -5,27 +5,33 @@ from __future__ import annotations
 import io
 import json
 import math
+import shlex
 import signal
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from autocolor.colour import lab_and_input, to_float
+from autocolor import distributed as ddp
+from autocolor.colour import grey_rgb, lab_and_input, to_float, to_uint8
 from autocolor.data import Split, epoch_batches, load_split
 from autocolor.errors import AutocolorError
 from autocolor.files import atomic_write_bytes
+from autocolor.folders import FolderDataset, eval_loader, load_stack, split_folders, train_loader
 from autocolor.inference import colorize_all
 from autocolor.metrics import psnr
 from autocolor.models import build, count_params
 from autocolor.plots import loss_curve, save_png, tiled_grid
-from autocolor.runtime import autocast, machine_name, pick_device, pick_precision
+from autocolor.runtime import autocast, machine_name, pick_precision
 from autocolor.weights import save_model
 
 CHECKPOINT = "checkpoint.pt"
 GRID_IMAGES = 16
+DEFAULT_IMAGE_SIZE = 128  # crop side for image folders
+PRIOR_PIXELS = 20_000_000  # pixels of training crops a model.prepare() colour prior is estimated from
 
 
 class TrainingInterrupted(AutocolorError):
@@ -50,7 +56,13 @@ class TrainConfig:
     data: str | None = None
     stop_after: int | None = None
     command: str = ""
-    extra: dict = field(default_factory=dict)
+    model_config: dict = field(default_factory=dict)
+    images: str | None = None  # train on an image folder instead of CIFAR-10
+    val_images: str | None = None
+    val_fraction: float = 0.05
+    image_size: int | None = None  # square crop side for folders (CIFAR-10 is always 32)
+    workers: int = 4
+    sync_bn: bool = False
 
 
 class _StopFlag:
@@ -101,87 +113,235 @@ def _load_checkpoint(path: Path) -> dict:
         raise AutocolorError(f"cannot read checkpoint {path}: {exc}") from None
 
 
+def _val_batches(val, info: ddp.DistInfo):
+    """uint8 batches of this rank's share of ``val`` (a Split, or an already sharded folder loader)."""
+    if isinstance(val, Split):
+        images = val.images[info.rank::info.world]
+        for start in range(0, len(images), 500):
+            yield images[start:start + 500]
+    else:
+        for imgs, _ in val:
+            yield imgs
+
+
 @torch.no_grad()
-def validate(model, val: Split, device: torch.device, precision: str) -> dict:
-    """Validation loss, PSNR of the 8-bit output and of the grey input, on the held-out split."""
+def validate(model, val, device: torch.device, precision: str, info: ddp.DistInfo | None = None) -> dict:
+    """Validation loss, PSNR of the 8-bit output and of the grey input, on the held-out split.
+
+    ``val`` is a Split or a folder DataLoader yielding ``(uint8 batch, failed)``. Under DDP each rank scores
+    every ``world``-th image and the sums are all-reduced, so all ranks get the numbers of the whole set.
+    """
+    info = info or ddp.DistInfo()
     model.eval()
-    losses, p_pred, p_grey = [], [], []
-    for start in range(0, len(val), 500):
-        rgb = to_float(val.images[start:start + 500].to(device))
+    sums = torch.zeros(4, dtype=torch.float64)  # loss * n, PSNR sum, grey PSNR sum, n
+    for imgs in _val_batches(val, info):
+        rgb = to_float(imgs.to(device, non_blocking=True))
         lab, L = lab_and_input(rgb)
         with autocast(device, precision):
             raw = model(L.contiguous(memory_format=torch.channels_last))
-        losses.append(float(model.loss(raw, lab, rgb)) * len(rgb))
-    for start, grey, pred in colorize_all(model, val.images, device, precision):
-        target = val.images[start:start + len(pred)]
-        p_pred.append(psnr(pred, target))
-        p_grey.append(psnr(grey, target))
+        pred, grey = to_uint8(model.to_rgb(L, raw)).cpu(), to_uint8(grey_rgb(L)).cpu()
+        imgs = imgs.cpu()
+        sums += torch.tensor([float(model.loss(raw, lab, rgb)) * len(imgs), float(psnr(pred, imgs).sum()),
+                              float(psnr(grey, imgs).sum()), len(imgs)], dtype=torch.float64)
     model.train()
-    return {"val_loss": sum(losses) / len(val), "val_psnr": float(torch.cat(p_pred).mean()),
-            "val_psnr_grey": float(torch.cat(p_grey).mean())}
+    if info.enabled:
+        sums = ddp.all_reduce_sum(info, sums.to(device)).cpu()
+    n = max(float(sums[3]), 1.0)
+    return {"val_loss": float(sums[0]) / n, "val_psnr": float(sums[1]) / n, "val_psnr_grey": float(sums[2]) / n}
 
 
-def _epoch_outputs(out: Path, model, val: Split, records: list[dict], epoch: int, device, precision) -> None:
+def _epoch_outputs(out: Path, model, val, records: list[dict], epoch: int, device, precision) -> None:
     (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     loss_curve(records, out / "loss_curve.png")
-    images = val.images[:GRID_IMAGES]
+    images = val[:GRID_IMAGES] if torch.is_tensor(val) else val.images[:GRID_IMAGES]
     grey, pred = next(colorize_all(model, images, device, precision))[1:]
     save_png(tiled_grid([grey, pred, images]), out / "samples" / f"epoch_{epoch:03d}.png")
 
 
+def _replay_command(command: str) -> str:
+    """The command that reproduces the run from scratch: ``--resume`` and ``--stop-after N`` dropped."""
+    words, out = shlex.split(command), []
+    skip = False
+    for w in words:
+        if skip:
+            skip = False
+        elif w == "--stop-after":
+            skip = True
+        elif w != "--resume" and not w.startswith("--stop-after="):
+            out.append(w)
+    return shlex.join(out)
+
+
+@dataclass
+class _Data:
+    """What the loop needs from a data source (CIFAR-10 in memory, or an image folder streamed from disk)."""
+
+    n_train: int
+    n_val: int
+    steps: int  # optimizer steps (global batches) per epoch
+    val: object  # Split or folder DataLoader (this rank's share)
+    grid: torch.Tensor  # uint8 validation images for the per-epoch sample sheet (rank 0)
+    description: str
+    image_size: int
+    batches: Callable[[int, int], Iterator[torch.Tensor]]  # (epoch, first step) -> this rank's uint8 batches
+    prior: Callable[[], torch.Tensor]  # training images for ``model.prepare`` (colour priors)
+    failures: list = field(default_factory=list)  # files that failed to load during the current epoch
+
+
+def _cifar_data(cfg: TrainConfig, info: ddp.DistInfo, device: torch.device) -> _Data:
+    train_split, val = _data(cfg)
+    pin = device.type == "cuda"
+
+    def batches(epoch: int, start: int) -> Iterator[torch.Tensor]:
+        shard = (info.rank, info.world)
+        for i, (imgs, _) in enumerate(epoch_batches(train_split, cfg.batch_size, cfg.seed, epoch, shard=shard)):
+            if i >= start:
+                yield imgs.pin_memory() if pin else imgs
+
+    desc = (f"CIFAR-10 training set: {len(train_split)} images for training, {len(val)} held out for "
+            f"validation")
+    return _Data(len(train_split), len(val), len(train_split) // cfg.batch_size, val, val.images[:GRID_IMAGES],
+                 desc, 32, batches, lambda: train_split.images)
+
+
+def _folder_data(cfg: TrainConfig, info: ddp.DistInfo, device: torch.device, log) -> _Data:
+    size = cfg.image_size or DEFAULT_IMAGE_SIZE
+    split = ddp.run_on_main(info, lambda: split_folders(cfg.images, cfg.val_images, cfg.val_fraction,
+                                                        cfg.max_images, cfg.workers))
+    for s in split.scans:
+        log(s.summary())
+    train_ds = FolderDataset(split.train, size, train=True, seed=cfg.seed)
+    val_ds = FolderDataset(split.val, size, train=False)
+    local, pin = cfg.batch_size // info.world, device.type == "cuda"
+    loader, sampler = train_loader(train_ds, local, info.rank, info.world, cfg.seed, cfg.workers, pin)
+    steps = sampler.num_samples // local
+    if steps == 0:
+        raise AutocolorError(f"--batch-size {cfg.batch_size} is larger than the {len(train_ds)} training images")
+    data = _Data(len(train_ds), len(val_ds), steps, eval_loader(val_ds, 64, info.rank, info.world, cfg.workers, pin),
+                 load_stack(val_ds, GRID_IMAGES) if info.is_main else torch.empty(0), split.description, size,
+                 lambda e, s: iter(()), lambda: torch.empty(0))
+
+    def batches(epoch: int, start: int) -> Iterator[torch.Tensor]:
+        train_ds.epoch = epoch  # crops depend on (seed, epoch, index); workers get a fresh copy each epoch
+        sampler.set_epoch(epoch)
+        sampler.start = start * local
+        try:
+            for imgs, failed in loader:
+                data.failures += [train_ds.files[i] for i in failed.tolist() if i >= 0]
+                yield imgs
+        finally:
+            sampler.start = 0
+
+    def prior() -> torch.Tensor:
+        n = min(len(split.train), max(GRID_IMAGES, PRIOR_PIXELS // (size * size)))
+        ds = FolderDataset(split.train[:n], size, train=False)
+        return torch.cat([imgs for imgs, _ in eval_loader(ds, 64, workers=cfg.workers)])
+
+    data.batches, data.prior = batches, prior
+    return data
+
+
+def _checkpoint(info: ddp.DistInfo, path: Path, state: dict) -> None:
+    """Rank 0 writes the checkpoint; every rank waits until it is on disk."""
+    if info.is_main:
+        _save_checkpoint(path, state)
+    ddp.barrier(info)
+
+
+def _rank_rng(ck: dict, info: ddp.DistInfo) -> torch.Tensor:
+    ranks = ck.get("rng_ranks") or []
+    return ranks[info.rank] if len(ranks) == info.world else ck["rng"]
+
+
+def _quiet(*args, **kwargs) -> None:
+    """The log of ranks other than 0."""
+
+
 def train(cfg: TrainConfig, log=print) -> Path:
-    """Train ``cfg.model``; write checkpoints, logs, samples and finally ``model.safetensors`` + card."""
+    """Train ``cfg.model``; write checkpoints, logs, samples and finally ``model.safetensors`` + card.
+
+    Under torchrun (RANK/WORLD_SIZE set) this process joins a DistributedDataParallel group:
+    ``cfg.batch_size`` is the global batch, split evenly over the processes; rank 0 alone writes files and logs.
+    """
+    world = ddp.env_info().world
+    if cfg.batch_size % world:  # checked before joining the group, so every rank fails at once
+        raise AutocolorError(f"--batch-size {cfg.batch_size} is the global batch and must be divisible by the "
+                             f"{world} processes")
+    info, device = ddp.setup(cfg.device)
+    try:
+        return _train(cfg, log if info.is_main else _quiet, info, device)
+    finally:
+        ddp.teardown()
+
+
+def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> Path:
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    device = pick_device(cfg.device)
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     precision = pick_precision(cfg.precision, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(cfg.seed)
-    model = build(cfg.model).to(device).to(memory_format=torch.channels_last)
-    train_split, val = _data(cfg)
-    steps = len(train_split) // cfg.batch_size
+    try:
+        model = build(cfg.model, **cfg.model_config)
+    except TypeError as exc:
+        raise AutocolorError(f"--model-config does not fit {cfg.model}: {exc}") from None
+    model = model.to(device).to(memory_format=torch.channels_last)
+    if info.enabled:  # weights come from rank 0 (DDP broadcasts them); other randomness differs per rank
+        torch.manual_seed(cfg.seed + 7919 * (info.rank + 1))
+    data = _folder_data(cfg, info, device, log) if cfg.images else _cifar_data(cfg, info, device)
+    steps = data.steps
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps,
                                                 pct_start=0.2)
     epoch, step, records, elapsed, loss_sum, seen = 0, 0, [], 0.0, 0.0, 0
     if cfg.resume:
-        ck = _load_checkpoint(out / CHECKPOINT)
-        if ck["config"]["model"] != cfg.model or ck["config"]["epochs"] != cfg.epochs:
-            raise AutocolorError(f"--resume: {out} holds a run of {ck['config']['model']} for "
-                                 f"{ck['config']['epochs']} epochs; pass the same --model and --epochs")
+        ck = ddp.run_on_main(info, lambda: _load_checkpoint(out / CHECKPOINT))  # one file, sent to every rank
+        # these fix the model, the LR schedule's length and the data order, so they must not change on resume
+        fixed = ("model", "model_config", "epochs", "batch_size", "max_images", "seed", "images", "val_images",
+                 "val_fraction", "image_size")
+        was = {k: ck["config"].get(k, getattr(TrainConfig(), k)) for k in fixed}  # older checkpoints: defaults
+        changed = [f"--{k.replace('_', '-')} {was[k]} (now {getattr(cfg, k)})" for k in fixed
+                   if was[k] != getattr(cfg, k)]
+        if changed:
+            raise AutocolorError(f"--resume: {out} holds a run with {', '.join(changed)}; pass the same settings")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
-        torch.set_rng_state(ck["rng"])
+        torch.set_rng_state(_rank_rng(ck, info))
         epoch, step, records, elapsed = ck["epoch"], ck["step"], ck["records"], ck["seconds"]
         loss_sum, seen = ck["loss_sum"], ck["seen"]
         log(f"resuming {out} at epoch {epoch + 1}, step {step}")
-    log(f"training {cfg.model} ({count_params(model):,} params) on {len(train_split):,} images, "
-        f"validating on {len(val):,}; device {device}, precision {precision}, batch {cfg.batch_size}")
+    per = f" = {info.world} processes x {cfg.batch_size // info.world}" if info.enabled else ""
+    log(f"training {cfg.model} ({count_params(model):,} params) on {data.n_train:,} images of "
+        f"{data.image_size}x{data.image_size}, validating on {data.n_val:,}; device {device}, precision "
+        f"{precision}, global batch {cfg.batch_size}{per}")
 
     def state() -> dict:
         return {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "rng": torch.get_rng_state(), "epoch": epoch, "step": step, "records": records,
+                "rng": torch.get_rng_state(), "rng_ranks": ddp.all_gather(info, torch.get_rng_state()),
+                "epoch": epoch, "step": step, "records": records,
                 "seconds": elapsed, "loss_sum": loss_sum, "seen": seen, "config": asdict(cfg)}
 
+    if hasattr(model, "prepare") and not cfg.resume and info.is_main:
+        model.prepare(data.prior())  # e.g. the vivid model's colour prior, from training images only
+    ddp.broadcast_buffers(info, model)
+    net = ddp.wrap(info, model, device, cfg.sync_bn)  # forward through DDP; state_dict from ``model``
     model.train()
+    stopping = False
     run_epochs = 0
     with _StopFlag() as stop:
         while epoch < cfg.epochs:
-            t0 = time.perf_counter()
+            t0, first_step = time.perf_counter(), step
             bar = tqdm(total=steps, initial=step, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                       mininterval=1.0, dynamic_ncols=True)
+                       mininterval=1.0, dynamic_ncols=True, disable=not info.is_main)
             acc = torch.zeros((), device=device)
             n_acc = 0
-            batches = epoch_batches(train_split, cfg.batch_size, cfg.seed, epoch)
-            for i, (imgs, _) in enumerate(batches):
-                if i < step:
-                    continue
+            for imgs in data.batches(epoch, step):
                 rgb = to_float(imgs.to(device, non_blocking=True))
                 lab, L = lab_and_input(rgb)
                 with autocast(device, precision):
-                    raw = model(L.contiguous(memory_format=torch.channels_last))
+                    raw = net(L.contiguous(memory_format=torch.channels_last))
                 loss = model.loss(raw, lab, rgb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -191,8 +351,11 @@ def train(cfg: TrainConfig, log=print) -> Path:
                 n_acc += len(imgs)
                 step += 1
                 bar.update(1)
-                if step % 20 == 0 or step == steps or stop.signum:
-                    loss_sum, seen = loss_sum + float(acc), seen + n_acc
+                if step % 20 == 0 or step == steps or (stop.signum and not info.enabled):
+                    # under DDP all ranks meet here: sum the loss over ranks and agree on stopping
+                    stats = ddp.all_reduce_sum(info, torch.stack([acc.float(), acc.new_tensor(float(n_acc)),
+                                                                  acc.new_tensor(float(bool(stop.signum)))]))
+                    loss_sum, seen, stopping = loss_sum + float(stats[0]), seen + int(stats[1]), bool(stats[2] > 0)
                     acc.zero_()
                     n_acc = 0
                     if not math.isfinite(loss_sum):
@@ -201,21 +364,31 @@ def train(cfg: TrainConfig, log=print) -> Path:
                                              f"try a lower --lr (now {cfg.lr}); last good checkpoint kept")
                     rate = bar.format_dict.get("rate") or 0.0
                     bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.4f}", img_s=f"{rate * cfg.batch_size:.0f}")
-                if stop.signum:
+                if stopping:
                     elapsed += time.perf_counter() - t0
                     bar.close()
-                    _save_checkpoint(out / CHECKPOINT, state())
-                    raise TrainingInterrupted(f"stopped by signal {stop.signum}; checkpoint saved in {out}, "
+                    _checkpoint(info, out / CHECKPOINT, state())
+                    raise TrainingInterrupted(f"stopped by signal {stop.signum or 'on another rank'}; checkpoint "
+                                              f"saved in {out}, "
                                               f"continue with --resume")
             bar.close()
-            elapsed += time.perf_counter() - t0
-            rec = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), **validate(model, val, device, precision),
+            epoch_s = time.perf_counter() - t0  # training steps only; validation is not in images_per_s
+            elapsed += epoch_s
+            ddp.broadcast_buffers(info, model)  # BatchNorm running stats are per rank: keep rank 0's everywhere
+            failed = [f for part in ddp.all_gather(info, data.failures) for f in part]
+            data.failures.clear()
+            if failed:
+                log(f"{len(failed)} image load(s) failed this epoch and were replaced by other images: "
+                    f"{', '.join(failed[:5])}{', ...' if len(failed) > 5 else ''}")
+            rec = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
+                   **validate(model, data.val, device, precision, info),
                    "lr": sched.get_last_lr()[0], "seconds": round(elapsed, 2),
-                   "images_per_s": round(steps * cfg.batch_size / (time.perf_counter() - t0), 1)}
+                   "images_per_s": round((steps - first_step) * cfg.batch_size / epoch_s, 1)}
             records.append(rec)
             epoch, step, loss_sum, seen = epoch + 1, 0, 0.0, 0
-            _epoch_outputs(out, model, val, records, epoch, device, precision)
-            _save_checkpoint(out / CHECKPOINT, state())
+            if info.is_main:
+                _epoch_outputs(out, model, data.grid, records, epoch, device, precision)
+            _checkpoint(info, out / CHECKPOINT, state())
             log(f"epoch {epoch}/{cfg.epochs}: train loss {rec['train_loss']:.4f}, val loss {rec['val_loss']:.4f}, "
                 f"val PSNR {rec['val_psnr']:.2f} dB (grey {rec['val_psnr_grey']:.2f}), {rec['images_per_s']} img/s")
             run_epochs += 1
@@ -223,10 +396,16 @@ def train(cfg: TrainConfig, log=print) -> Path:
                 log(f"stopping after {run_epochs} epoch(s) as asked; continue with --resume")
                 return out
     card = {"name": cfg.model, "metrics": {"validation": records[-1]},
-            "training": {"command": cfg.command, "data": f"CIFAR-10 training set: {len(train_split)} images "
-                         f"for training, {len(val)} held out for validation", "epochs": cfg.epochs,
-                         "batch_size": cfg.batch_size, "lr": cfg.lr, "precision": precision, "device": str(device),
+            "training": {"command": _replay_command(cfg.command),
+                         "data": data.description, "image_size": data.image_size, "epochs": cfg.epochs,
+                         "batch_size": cfg.batch_size, "batch_size_is_global": True, "processes": info.world,
+                         "sync_bn": cfg.sync_bn and info.enabled, "lr": cfg.lr, "precision": precision,
+                         "device": str(device),
                          "seed": cfg.seed, "seconds": round(elapsed, 1), "machine": machine_name()}}
-    path = save_model(model, out / "model.safetensors", card)
-    log(f"saved {path} ({elapsed:.0f} s of training)")
+    card["image_size"] = data.image_size  # the crop size it was trained at (colorize/evaluate --images use it)
+    if info.is_main:
+        path = save_model(model, out / "model.safetensors", card)
+        log(f"saved {path} ({elapsed:.0f} s of training)")
+    ddp.dump_state(info, model)
+    ddp.barrier(info)
     return out

@@ -1,0 +1,156 @@
+"""Image-folder data: scanning (greyscale / corrupt files skipped), crops, load-time failures, train + evaluate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from autocolor.cli import main
+from autocolor.errors import AutocolorError
+from autocolor.folders import (
+    FolderDataset,
+    check_image,
+    eval_loader,
+    scan,
+    split_folders,
+    train_loader,
+)
+
+COLOUR_FORMATS = ["jpg", "png", "webp", "bmp", "gif", "tiff"]
+
+
+def make_folder(root: Path, n: int = 24, seed: int = 0) -> Path:
+    """A small photo tree: ``n`` colour images in sub-folders, two greyscale ones, a corrupt and a truncated file."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        w, h = int(rng.integers(40, 90)), int(rng.integers(40, 90))
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = rng.integers(0, 256, 3)
+        rgb = np.stack([(xx * 255 // w + base[0]) % 256, (yy * 255 // h + base[1]) % 256,
+                        (xx + yy + base[2]) % 256], axis=2).astype(np.uint8)
+        ext = COLOUR_FORMATS[i % len(COLOUR_FORMATS)]
+        folder = root / ("a" if i % 2 else "b/c")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rgb).save(folder / f"img{i:02d}.{ext}")
+    grey = (np.arange(48 * 48).reshape(48, 48) % 256).astype(np.uint8)
+    Image.fromarray(grey, "L").save(root / "a" / "grey_mode_L.png")
+    Image.fromarray(np.repeat(grey[:, :, None], 3, axis=2)).save(root / "b" / "grey_as_rgb.jpg", quality=90)
+    (root / "a" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg" * 3)
+    good = root / "a" / "img01.png"  # i = 1: a png in a/
+    (root / "b" / "truncated.png").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_check_image_classifies_colour_grey_and_broken(tmp_path):
+    root = make_folder(tmp_path / "photos", n=2)
+    assert check_image(str(root / "b/c/img00.jpg")) is None
+    assert check_image(str(root / "a/grey_mode_L.png")) == "grey"
+    assert check_image(str(root / "b/grey_as_rgb.jpg")) == "grey"  # RGB, channels equal within tolerance
+    assert check_image(str(root / "a/corrupt.jpg")) not in (None, "grey")
+    assert check_image(str(root / "b/truncated.png")) not in (None, "grey")
+
+
+def test_scan_recurses_and_reports_skips(tmp_path):
+    root = make_folder(tmp_path / "photos")
+    found = scan(root, workers=2)
+    assert len(found.files) == 24  # notes.txt is not an image
+    assert {Path(p).name for p in found.grey} == {"grey_mode_L.png", "grey_as_rgb.jpg"}
+    assert {Path(p).name for p, _ in found.bad} == {"corrupt.jpg", "truncated.png"}
+    text = found.summary()
+    assert "skipped 2 greyscale" in text and "skipped 2 unreadable" in text and "a/corrupt.jpg" in text
+
+
+def test_scan_errors_are_user_errors(tmp_path):
+    with pytest.raises(AutocolorError, match="does not exist"):
+        scan(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AutocolorError, match="no .jpg"):
+        scan(tmp_path / "empty")
+
+
+def test_split_is_seeded_and_disjoint(tmp_path):
+    root = make_folder(tmp_path / "photos")
+    a, b = split_folders(str(root), val_fraction=0.2), split_folders(str(root), val_fraction=0.2)
+    assert (a.train, a.val) == (b.train, b.val)
+    assert len(a.val) == 5 and len(a.train) == 19 and not set(a.train) & set(a.val)
+    assert "skipped 2 greyscale and 2 unreadable" in a.description
+    other = make_folder(tmp_path / "val", n=6, seed=1)
+    c = split_folders(str(root), val_images=str(other))
+    assert len(c.train) == 24 and len(c.val) == 6 and all(v.startswith(str(other)) for v in c.val)
+
+
+def test_crops_are_deterministic_per_epoch_and_centre_crop_is_centred(tmp_path):
+    root = make_folder(tmp_path / "photos", n=4)
+    ds = FolderDataset(scan(root).files, 32, train=True, seed=3)
+    x, failed = ds[1]
+    assert x.shape == (3, 32, 32) and x.dtype == torch.uint8 and failed == -1
+    assert torch.equal(ds[1][0], x)
+    ds.epoch = 1
+    assert not torch.equal(ds[1][0], x)
+    # a wide image, red left third / green middle / blue right third: the centre crop is all green
+    wide = np.zeros((40, 120, 3), np.uint8)
+    wide[:, :40, 0] = wide[:, 40:80, 1] = wide[:, 80:, 2] = 255
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    crop = FolderDataset([str(tmp_path / "wide.png")], 16, train=False)[0][0]
+    assert crop[1].float().mean() > 250 and crop[0].float().mean() < 5 and crop[2].float().mean() < 5
+    with pytest.raises(AutocolorError, match="multiple of 8"):
+        FolderDataset([], 30, train=True)
+
+
+def test_file_broken_after_scan_is_replaced_in_workers(tmp_path):
+    root = make_folder(tmp_path / "photos", n=8)
+    files = scan(root).files
+    Path(files[2]).write_bytes(b"gone bad")
+    ds = FolderDataset(files, 16, train=True)
+    loader, _ = train_loader(ds, 4, rank=0, world=1, seed=0, workers=1, pin=False)
+    seen_failed, n = [], 0
+    for imgs, failed in loader:
+        assert imgs.shape == (4, 3, 16, 16)
+        seen_failed += [i for i in failed.tolist() if i >= 0]
+        n += len(imgs)
+    assert n == 8 and seen_failed == [2]
+    part = [int(f) for _, fl in eval_loader(ds, 4, rank=1, world=2) for f in fl]
+    assert len(part) == 4  # rank 1 of 2 scores images 1, 3, 5, 7
+
+
+def test_train_on_folder_then_evaluate_it(tmp_path, capsys):
+    torch.set_num_threads(1)
+    root = make_folder(tmp_path / "photos", n=24)
+    out = tmp_path / "run"
+    code = main(["train", "--images", str(root), "--image-size", "32", "--val-fraction", "0.2", "--epochs", "1",
+                 "--batch-size", "8", "--workers", "1", "--out", str(out), "--precision", "fp32"])
+    log = capsys.readouterr()
+    assert code == 0, log.err
+    assert "skipped 2 greyscale" in log.out and "grey_mode_L.png" in log.out and "corrupt.jpg" in log.out
+    assert "19 images of 32x32, validating on 5" in log.out
+    card = json.loads((out / "model.json").read_text())
+    assert card["image_size"] == 32 and card["training"]["image_size"] == 32
+    assert "image folder" in card["training"]["data"] and card["training"]["processes"] == 1
+    assert (out / "samples" / "epoch_001.png").is_file()
+    rec = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert np.isfinite(rec["val_loss"]) and rec["val_psnr"] > 5
+    code = main(["evaluate", "--model", str(out), "--images", str(root), "--json", "--grid",
+                 str(tmp_path / "grid.png"), "--max-images", "10"])
+    res = json.loads(capsys.readouterr().out)
+    assert code == 0 and res["n_images"] == 10 and res["image_size"] == 32
+    assert res["skipped"] == {"greyscale": 2, "unreadable": 2} and (tmp_path / "grid.png").is_file()
+
+
+def test_sampler_shards_and_resumes_part_way(tmp_path):
+    root = make_folder(tmp_path / "photos", n=10)
+    ds = FolderDataset(scan(root).files, 16, train=True)
+    shares = []
+    for rank in (0, 1):
+        _, sampler = train_loader(ds, 2, rank=rank, world=2, seed=5, workers=0, pin=False)
+        sampler.set_epoch(3)
+        full = list(sampler)
+        sampler.start = 2  # resume after one local batch of 2
+        assert list(sampler) == full[2:] and len(sampler) == 3
+        shares.append(full)
+    assert len(shares[0]) == len(shares[1]) == 5 and not set(shares[0]) & set(shares[1])
