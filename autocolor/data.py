@@ -30,11 +30,15 @@ _ALLOWED = {
 }
 
 
+class _Forbidden(pickle.UnpicklingError):
+    """The pickle names a global outside ``_ALLOWED`` (possibly code to run)."""
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):  # noqa: D401 - pickle API
         if (module, name) in _ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
+        raise _Forbidden(f"forbidden global {module}.{name}")
 
 
 def safe_unpickle(path: Path) -> object:
@@ -42,9 +46,9 @@ def safe_unpickle(path: Path) -> object:
     try:
         with open(path, "rb") as f:
             return _RestrictedUnpickler(io.BytesIO(f.read()), encoding="bytes").load()
-    except pickle.UnpicklingError as exc:
+    except _Forbidden as exc:
         raise AutocolorError(f"refusing to load {path}: {exc}") from None
-    except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
         raise AutocolorError(f"corrupt or truncated CIFAR-10 batch {path}: {exc}") from None
 
 
@@ -94,7 +98,9 @@ def _as_folder(root: Path) -> Path | None:
 def locate(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
     """Return the ``cifar-10-batches-py`` folder, downloading into ~/.cache/autocolor if none is found."""
     roots = candidate_roots(data_dir)
-    if data_dir is not None and _as_folder(roots[0]) is None and Path(data_dir).expanduser().exists():
+    if data_dir is not None and _as_folder(roots[0]) is None:  # an explicit --data never falls back silently
+        if not roots[0].exists():
+            raise AutocolorError(f"--data {data_dir}: no such folder")
         raise AutocolorError(f"--data {data_dir}: no {FOLDER}/ with data_batch_1..5 and test_batch there")
     for root in roots:
         if (found := _as_folder(root)) is not None:

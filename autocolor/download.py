@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tarfile
@@ -34,7 +35,7 @@ def _fetch(url: str, dest: Path, progress: bool) -> None:
                     bar.update(len(chunk))
             if total and done != total:
                 raise AutocolorError(f"download of {url} was cut short ({done} of {total} bytes)")
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as exc:
         raise AutocolorError(f"could not download {url}: {exc}") from None
 
 

@@ -23,6 +23,7 @@ def save_model(model: nn.Module, path: Path, card: dict) -> Path:
     path = Path(path)
     state = {k: v.detach().float().contiguous().cpu() if v.is_floating_point() else v.detach().cpu()
              for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)  # safetensors does not create folders
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(state, str(tmp), metadata={"architecture": model.arch_name})
     os.replace(tmp, path)

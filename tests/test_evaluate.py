@@ -1,0 +1,89 @@
+"""`autocolor evaluate`: one JSON object with the model's and the grey input's metrics, and a grid PNG."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+
+import pytest
+import torch
+
+from autocolor import cli, metrics, models, weights
+from autocolor.colour import grey_rgb, greyscale, to_float, to_uint8
+
+PNG = b"\x89PNG\r\n\x1a\n"
+KEYS = ("psnr", "ssim", "colorfulness", "delta_colorfulness")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """An untrained, narrow seed-lab model saved as a run folder."""
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("run")
+    weights.save_model(models.build("seed-lab", widths=(8, 16, 32)), out / "model.safetensors", {"name": "tiny"})
+    return out
+
+
+@pytest.fixture(scope="module")
+def result(run_dir, cifar_dir, tmp_path_factory):
+    """Output of `autocolor evaluate --json` on the first 200 test images (run once for the module)."""
+    grid = tmp_path_factory.mktemp("eval") / "grid.png"
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(["evaluate", "--model", str(run_dir), "--max-images", "200", "--json", "--grid", str(grid),
+                         "--data", str(cifar_dir), "--device", "cpu"])
+    assert code == 0, err.getvalue()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1, lines  # exactly one JSON object on stdout, no progress bar
+    assert err.getvalue() == ""
+    return json.loads(lines[0]), grid
+
+
+def test_json_has_the_metrics(result, run_dir):
+    res, _ = result
+    assert res["n_images"] == 200 and res["split"] == "test" and res["architecture"] == "seed-lab"
+    assert res["model"] == str(run_dir)
+    for d in (res, res["grey_baseline"]):
+        for k in KEYS:
+            assert isinstance(d[k], float) and math.isfinite(d[k]), k
+        assert 0 <= d["ssim"] <= 1 and 0 <= d["auc"] <= 1
+    assert math.isfinite(res["ground_truth"]["colorfulness"]) and res["ground_truth"]["colorfulness"] > 10
+
+
+def test_grey_baseline_is_plausible(result):
+    g = result[0]["grey_baseline"]
+    assert 23.0 <= g["psnr"] <= 27.0
+    assert g["colorfulness"] == 0.0  # grey_rgb gives R = G = B exactly
+    assert g["delta_colorfulness"] == result[0]["ground_truth"]["colorfulness"]
+
+
+def test_grey_baseline_matches_direct_computation(result, splits):
+    images = splits["get"]("test").images[:200]
+    grey = to_uint8(grey_rgb(greyscale(to_float(images))))
+    assert float(metrics.psnr(grey, images).mean()) == pytest.approx(result[0]["grey_baseline"]["psnr"], abs=1e-3)
+
+
+def test_grid_png_written(result):
+    _, grid = result
+    assert result[0]["grid"] == str(grid)
+    assert grid.read_bytes()[:8] == PNG
+
+
+def test_default_grid_name_and_text_output(run_dir, cifar_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["evaluate", "--model", str(run_dir), "--max-images", "20", "--data", str(cifar_dir),
+                     "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert f"{run_dir} on 20 test images" in out and "psnr" in out
+    assert (tmp_path / f"eval-{run_dir.name}.png").read_bytes()[:8] == PNG
+
+
+def test_metrics_basics():
+    a = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    assert metrics.psnr(a, a).tolist() == [100.0, 100.0]
+    assert torch.allclose(metrics.ssim(a, a), torch.ones(2))
+    grey = a[:, :1].expand(-1, 3, -1, -1)
+    assert metrics.colourfulness(grey).abs().max() == 0
+    assert metrics.auc(metrics.ab_error_cdf(a, a)) == pytest.approx(1.0, abs=0.01)

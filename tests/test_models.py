@@ -1,0 +1,123 @@
+"""The seed architectures layer by layer, the registry, and saving/loading weights."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from autocolor import models, registry, weights
+from autocolor.errors import AutocolorError
+
+ENCODER = [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d]
+DECODER = [nn.ConvTranspose2d, nn.BatchNorm2d, nn.ReLU, nn.Upsample]
+
+
+@pytest.mark.parametrize("name", ["seed", "seed-lab"])
+def test_seed_layers_in_order(name):
+    model = models.build(name)
+    assert len(model.encoder) == 3 and len(model.decoder) == 3
+    for blocks, kinds, widths, cin in ((model.encoder, ENCODER, [64, 128, 256], [1, 64, 128]),
+                                       (model.decoder, DECODER, [256, 128, 64], [256, 256, 128])):
+        for block, width, c in zip(blocks, widths, cin, strict=True):
+            assert [type(m) for m in block] == kinds
+            conv = block[0]
+            assert conv.kernel_size == (3, 3) and conv.padding == (1, 1) and conv.stride == (1, 1)
+            assert (conv.in_channels, conv.out_channels) == (c, width)
+            assert block[1].num_features == width
+    assert all(b[3].kernel_size == 2 for b in model.encoder)
+    assert all(b[3].scale_factor == 2 and b[3].mode == "nearest" for b in model.decoder)
+    assert isinstance(model.head, nn.Conv2d) and model.head.kernel_size == (3, 3)
+    assert model.head.out_channels == (3 if name == "seed" else 2)
+    assert isinstance(model.act, nn.Sigmoid if name == "seed" else nn.Tanh)
+    leaves = [type(m) for m in model.modules() if not list(m.children())]
+    assert leaves == ENCODER * 3 + DECODER * 3 + [nn.Conv2d, nn.Sigmoid if name == "seed" else nn.Tanh]
+
+
+def test_parameter_counts():
+    n = models.count_params(models.build("seed"))
+    assert n == 1_332_099 and abs(n - 1.33e6) < 0.01e6
+    assert models.count_params(models.build("seed-lab")) == n - 9 * 64 - 1  # one output channel fewer
+
+
+def test_output_shapes_and_ranges():
+    torch.manual_seed(0)
+    L = torch.rand(5, 1, 32, 32)
+    rgb_model, lab_model = models.build("seed").eval(), models.build("seed-lab").eval()
+    with torch.no_grad():
+        rgb, ab = rgb_model(L), lab_model(L)
+    assert rgb.shape == (5, 3, 32, 32) and 0 <= float(rgb.min()) and float(rgb.max()) <= 1
+    assert ab.shape == (5, 2, 32, 32) and float(ab.abs().max()) <= 1
+    assert rgb_model.output == "rgb" and lab_model.output == "ab"
+
+
+def test_lab_model_keeps_input_lightness():
+    from autocolor.colour import greyscale
+
+    torch.manual_seed(0)
+    model = models.build("seed-lab").eval()
+    L = torch.rand(2, 1, 32, 32) * 0.8 + 0.1
+    out = model.colorize(L)
+    assert out.shape == (2, 3, 32, 32)
+    assert (greyscale(out) - L).abs().max() < 0.02  # only gamut clipping moves L*
+    grey = model.colorize(L, saturation=0.0)
+    assert (grey.max(1).values - grey.min(1).values).max() < 1e-4
+
+
+def test_loss_targets():
+    from autocolor.colour import AB_SCALE, lab_and_input
+
+    rgb = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    lab, _ = lab_and_input(rgb)
+    assert float(models.build("seed").loss(rgb, lab, rgb)) == 0.0
+    assert float(models.build("seed-lab").loss(lab[:, 1:] / AB_SCALE, lab, rgb)) == 0.0
+    assert float(models.build("seed-lab").loss(torch.zeros(2, 2, 32, 32), lab, rgb)) > 0.0
+
+
+def test_registry():
+    assert {"seed", "seed-lab"} <= set(models.names())
+    assert models.names() == sorted(models.names())
+    model = models.build("seed", widths=(8, 16, 32))
+    assert model.arch_name == "seed" and model.arch_config == {"widths": [8, 16, 32]}  # JSON-ready
+    assert model.encoder[0][0].out_channels == 8
+    with pytest.raises(AutocolorError, match=r"unknown model 'nope'; known: .*seed, seed-lab"):
+        models.build("nope")
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register("seed")(lambda: nn.Identity())
+
+
+def test_save_and_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = models.build("seed-lab", widths=(8, 16, 32))
+    path = weights.save_model(model, tmp_path / "model.safetensors", {"name": "tiny"})
+    card = json.loads((tmp_path / "model.json").read_text())
+    assert card["architecture"] == "seed-lab" and card["name"] == "tiny" and card["output"] == "ab"
+    assert card["parameters"] == models.count_params(model)
+    loaded, card2 = weights.load_model(tmp_path)
+    assert card2 == card and not loaded.training
+    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert k == k2 and torch.equal(a, b)
+    assert weights.resolve(path) == path and weights.resolve(tmp_path) == path
+
+
+def test_load_errors(tmp_path):
+    (tmp_path / "model.pt").write_bytes(b"pickle")
+    with pytest.raises(AutocolorError, match="pickled weights are refused"):
+        weights.resolve(tmp_path / "model.pt")
+    with pytest.raises(AutocolorError, match="weights file not found"):
+        weights.resolve(tmp_path / "missing.safetensors")
+    with pytest.raises(AutocolorError, match="no trained model 'no-such-model'"):
+        weights.resolve("no-such-model")
+    empty = tmp_path / "run"
+    empty.mkdir()
+    with pytest.raises(AutocolorError, match="no .safetensors weights"):
+        weights.resolve(empty)
+    weights.save_model(models.build("seed", widths=(8, 16, 32)), empty / "model.safetensors", {})
+    (empty / "model.json").write_text(json.dumps({"architecture": "seed-lab", "config": {"widths": [8, 16, 32]}}))
+    with pytest.raises(AutocolorError, match="do not fit architecture seed-lab"):
+        weights.load_model(empty)
+    (empty / "model.json").unlink()
+    with pytest.raises(AutocolorError, match="model card .* is missing"):
+        weights.load_model(empty)

@@ -1,0 +1,163 @@
+"""Short real training runs on CIFAR-10 (CPU, fp32): loss falls, outputs, resume, signals, NaN guard."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import autocolor.train as train_mod
+from autocolor.errors import AutocolorError
+from autocolor.train import CHECKPOINT, TrainConfig, TrainingInterrupted, train
+
+PNG = b"\x89PNG\r\n\x1a\n"
+TINY = (8, 16, 32)  # same layers as the real seed models, narrower, so runs take seconds on 2 busy cores
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fast(splits):
+    """Real CIFAR-10 read once (session cache) and narrow seed models for every run in this module."""
+    from autocolor.data import Split, load_split
+    from autocolor.models import build
+
+    def cached(name, data_dir=None, download=True):
+        if data_dir is not None:
+            return load_split(name, data_dir, download=download)
+        s = splits["get"](name)
+        return Split(s.images.clone(), s.labels.clone())
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train_mod, "load_split", cached)
+        mp.setattr(train_mod, "build", lambda name, **config: build(name, **{"widths": TINY, **config}))
+        yield
+
+
+def _cfg(tmp_path, name: str, **kw) -> TrainConfig:
+    base = dict(model="seed-lab", epochs=2, batch_size=32, max_images=128, out=str(tmp_path / name), device="cpu",
+                precision="fp32", seed=0, command="autocolor train --model seed-lab --stop-after 1 --resume")
+    return TrainConfig(**{**base, **kw})
+
+
+def _weights(run) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "model.safetensors"))
+
+
+def _assert_identical(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs"
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """A 2-epoch run without interruption (the reference for resume tests)."""
+    return train(_cfg(tmp_path_factory.mktemp("straight"), "run"), log=lambda *a: None)
+
+
+def test_short_run_learns_and_writes_everything(tmp_path):
+    logs: list[str] = []
+    cfg = _cfg(tmp_path, "run", max_images=512, batch_size=64, command="autocolor train --max-images 512")
+    run = train(cfg, log=logs.append)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert records[1]["train_loss"] < records[0]["train_loss"]
+    assert all(torch.isfinite(torch.tensor([r["val_psnr"], r["val_psnr_grey"]])).all() for r in records)
+    card = json.loads((run / "model.json").read_text())
+    assert card["architecture"] == "seed-lab" and card["config"] == {"widths": list(TINY)}
+    assert card["training"]["command"] == "autocolor train --max-images 512"
+    assert card["training"]["seconds"] > 0 and card["training"]["epochs"] == 2
+    assert card["metrics"]["validation"] == records[-1]
+    assert "512 images for training, 256 held out" in card["training"]["data"]
+    for f in ["loss_curve.png", "samples/epoch_001.png", "samples/epoch_002.png"]:
+        assert (run / f).read_bytes()[:8] == PNG, f
+    assert (run / CHECKPOINT).is_file() and (run / "model.safetensors").is_file()
+    assert any("epoch 2/2" in line for line in logs)
+
+
+def test_card_command_drops_resume_flags():
+    assert train_mod._replay_command("autocolor train --epochs 3 --stop-after 1 --resume --stop-after=2") == \
+        "autocolor train --epochs 3"
+
+
+def test_stop_after_then_resume_is_bit_identical(tmp_path, straight):
+    cfg = _cfg(tmp_path, "run", stop_after=1)
+    run = train(cfg, log=lambda *a: None)
+    assert not (run / "model.safetensors").exists()
+    assert (run / "samples" / "epoch_001.png").is_file() and not (run / "samples" / "epoch_002.png").exists()
+    logs: list[str] = []
+    train(_cfg(tmp_path, "run", resume=True), log=logs.append)
+    assert any("resuming" in line and "epoch 2" in line for line in logs)
+    _assert_identical(_weights(run), _weights(straight))
+    a = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    b = [json.loads(x) for x in (straight / "metrics.jsonl").read_text().splitlines()]
+    assert [r["val_loss"] for r in a] == [r["val_loss"] for r in b]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_checkpoints_then_resume_completes(tmp_path, straight, monkeypatch, signum):
+    real = train_mod.epoch_batches
+
+    def batches_then_signal(*args, **kwargs):
+        for i, batch in enumerate(real(*args, **kwargs)):
+            if kwargs.get("epoch", args[3] if len(args) > 3 else None) == 1 and i == 1:
+                os.kill(os.getpid(), signum)  # arrives while step 2 of epoch 2 is being trained
+            yield batch
+
+    monkeypatch.setattr(train_mod, "epoch_batches", batches_then_signal)
+    before = signal.getsignal(signum)
+    with pytest.raises(TrainingInterrupted, match=f"stopped by signal {int(signum)}; checkpoint saved"):
+        train(_cfg(tmp_path, "run"), log=lambda *a: None)
+    assert signal.getsignal(signum) is before, "signal handlers must be restored"
+    run = tmp_path / "run"
+    ck = torch.load(run / CHECKPOINT, weights_only=True)
+    assert (ck["epoch"], ck["step"]) == (1, 2)
+    assert not (run / "model.safetensors").exists()
+    monkeypatch.setattr(train_mod, "epoch_batches", real)
+    train(_cfg(tmp_path, "run", resume=True), log=lambda *a: None)
+    _assert_identical(_weights(run), _weights(straight))
+
+
+def test_nan_loss_stops_with_clear_error(tmp_path, monkeypatch):
+    from autocolor.nets import ColorNet
+
+    real = ColorNet.loss
+    monkeypatch.setattr(ColorNet, "loss", lambda self, raw, lab, rgb: real(self, raw, lab, rgb) * float("nan"))
+    with pytest.raises(AutocolorError, match="loss became NaN/inf at epoch 1") as exc:
+        train(_cfg(tmp_path, "run", epochs=1), log=lambda *a: None)
+    assert "--lr" in str(exc.value) and not isinstance(exc.value, TrainingInterrupted)
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_resume_errors(tmp_path):
+    with pytest.raises(AutocolorError, match="--resume: no checkpoint at"):
+        train(_cfg(tmp_path, "none", resume=True), log=lambda *a: None)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / CHECKPOINT).write_bytes(b"garbage")
+    with pytest.raises(AutocolorError, match="cannot read checkpoint"):
+        train(_cfg(tmp_path, "bad", resume=True), log=lambda *a: None)
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    train(_cfg(tmp_path, "run", stop_after=1, epochs=2), log=lambda *a: None)
+    with pytest.raises(AutocolorError, match=r"holds a run with --epochs 2 \(now 3\); pass the same settings"):
+        train(_cfg(tmp_path, "run", resume=True, epochs=3), log=lambda *a: None)
+
+
+@pytest.mark.parametrize("change", [{"batch_size": 16}, {"max_images": 256}, {"seed": 1},
+                                    {"model_config": {"widths": [8, 16, 16]}}])
+def test_resume_with_other_data_settings_is_refused(tmp_path, change):
+    """A resumed run must see the same batches; otherwise the LR schedule and data order silently break."""
+    train(_cfg(tmp_path, "run", stop_after=1), log=lambda *a: None)
+    with pytest.raises(AutocolorError, match="--resume: .* pass the same") as exc:
+        train(_cfg(tmp_path, "run", resume=True, **change), log=lambda *a: None)
+    assert next(iter(change)).replace("_", "-") in str(exc.value)
+
+
+def test_batch_larger_than_data_is_a_user_error(tmp_path):
+    with pytest.raises(AutocolorError, match="--batch-size 256 is larger than the 128 training images"):
+        train(_cfg(tmp_path, "run", batch_size=256), log=lambda *a: None)
