@@ -1,0 +1,129 @@
+"""The web app (Gradio): upload a photo, pick a model and saturation, see grey | colorized, download the result.
+
+``build_app`` returns the ``gr.Blocks`` (tests launch it on a free port); ``launch`` serves it. Uploads are
+read by ``autocolor.imageio`` (size, pixel and format checks); a bad upload shows an error in the page.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # works offline; no calls home
+
+import gradio as gr  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from autocolor.errors import AutocolorError  # noqa: E402
+from autocolor.imageio import DEFAULT_MAX_PIXELS, write_image  # noqa: E402
+
+DEFAULT_UPLOAD_MB = 20.0
+
+
+def _error(message: str) -> gr.Error:
+    """An error shown in the page (no traceback in the server log: it is the user's file, not a bug)."""
+    return gr.Error(message, print_exception=False)
+
+
+def _grey_preview(photo) -> Image.Image:
+    from autocolor.colorize import photo_lightness
+    from autocolor.colour import grey_rgb, to_uint8
+
+    return Image.fromarray(to_uint8(grey_rgb(photo_lightness(photo)))[0].permute(1, 2, 0).numpy(), "RGB")
+
+
+class _Models:
+    """Loads each offered model once, on first use (thread-safe)."""
+
+    def __init__(self, specs: list[str], device: str, max_pixels: int) -> None:
+        self.specs, self.device, self.max_pixels = specs, device, max_pixels
+        self._cache: dict = {}
+        self._lock = threading.Lock()
+
+    def get(self, spec: str):
+        from autocolor.colorize import Colorizer
+
+        if spec not in self.specs:
+            raise _error(f"unknown model {spec!r}")
+        with self._lock:
+            if spec not in self._cache:
+                self._cache[spec] = Colorizer.load(spec, device=self.device, max_pixels=self.max_pixels)
+            return self._cache[spec]
+
+
+def default_models() -> list[str]:
+    """The bundled model names, the default one first (falls back like the CLI while it is missing)."""
+    from autocolor.colorize import resolve_model
+    from autocolor.weights import bundled_names
+
+    names = bundled_names()
+    if not names:
+        raise AutocolorError("no bundled model is installed; pass --model RUN_DIR or FILE.safetensors")
+    first = resolve_model("default")
+    return [first, *[n for n in names if n != first]]
+
+
+def build_app(models: list[str] | None = None, max_upload_mb: float = DEFAULT_UPLOAD_MB,
+              max_pixels: int = DEFAULT_MAX_PIXELS, device: str = "auto") -> gr.Blocks:
+    """The Gradio Blocks app offering ``models`` (bundled names, run folders or weights files)."""
+    specs = [str(m) for m in (models or default_models())]
+    cache = _Models(specs, device, max_pixels)
+    outdir = Path(tempfile.mkdtemp(prefix="autocolor-app-"))
+
+    def run(upload: str | None, spec: str, saturation: float):
+        if not upload:
+            raise _error("upload a photo first")
+        path = Path(upload)
+        name = path.name
+        try:
+            nbytes = path.stat().st_size
+        except OSError:
+            raise _error(f"{name}: the upload could not be read") from None
+        if nbytes > max_upload_mb * 1e6:
+            raise _error(f"{name}: {nbytes / 1e6:.1f} MB is more than the {max_upload_mb:g} MB upload limit")
+        try:
+            col = cache.get(spec)
+            photo = col.photo(path)
+            result = col.colorize(photo, saturation=float(saturation))
+            grey = _grey_preview(photo)
+            stem = path.stem or "photo"
+            out = write_image(result, Path(tempfile.mkdtemp(dir=outdir)) / f"{stem}-colorized.png")
+        except AutocolorError as exc:
+            raise _error(str(exc).replace(str(path), name)) from None
+        except MemoryError:
+            raise _error(f"{name}: not enough memory for this image") from None
+        return grey, result, str(out)
+
+    with gr.Blocks(title="autocolor") as app:
+        gr.Markdown("# autocolor\nColorize a greyscale photo (colour photos are converted to grey first). "
+                    f"Limits: {max_upload_mb:g} MB, {max_pixels / 1e6:g} megapixels.")
+        with gr.Row():
+            with gr.Column():
+                upload = gr.File(label="Photo", file_types=["image"], type="filepath", elem_id="upload")
+                model = gr.Dropdown(specs, value=specs[0], label="Model", elem_id="model")
+                saturation = gr.Slider(0.0, 3.0, value=1.0, step=0.05, label="Saturation", elem_id="saturation")
+                button = gr.Button("Colorize", variant="primary", elem_id="colorize")
+            with gr.Column():
+                with gr.Row():
+                    grey = gr.Image(label="Grey input", type="pil", format="png", interactive=False,
+                                    elem_id="grey")
+                    colour = gr.Image(label="Colorized", type="pil", format="png", interactive=False,
+                                      elem_id="result")
+                download = gr.File(label="Download (PNG)", interactive=False, elem_id="download")
+        button.click(run, [upload, model, saturation], [grey, colour, download], api_name="colorize")
+    app.max_upload_mb = max_upload_mb
+    return app
+
+
+def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, max_upload_mb: float = DEFAULT_UPLOAD_MB,
+           block: bool = True) -> gr.Blocks:
+    """Serve ``app`` (``block=False`` returns at once, for tests; close with ``app.close()``)."""
+    app.queue(default_concurrency_limit=1, max_size=32)
+    app.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block, quiet=not block,
+               max_file_size=int(max_upload_mb * 1e6), show_error=True, ssr_mode=False)
+    return app
+
+
+__all__ = ["build_app", "launch", "default_models"]

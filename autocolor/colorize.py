@@ -1,0 +1,262 @@
+"""Colorize real photos of any size: chroma predicted at a small working size, lightness kept at full size.
+
+The model sees the photo's CIE L*/100 resized so its long side is ``size`` (sides multiples of 8); its
+a*, b* are upsampled bilinearly to the full size and joined with the full-resolution L*, so the result
+has the input's size and lightness (up to gamut clipping and 8-bit rounding).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from autocolor.colour import greyscale, lab_from, saturate, to_uint8
+from autocolor.errors import AutocolorError
+from autocolor.imageio import DEFAULT_MAX_PIXELS, ImageError, Photo, from_array, from_pil, read_image, to_pil
+
+# Long side of the model's input. Measured with benchmarks/colorize_size.py on the sample photos: PSNR/SSIM/AuC
+# peak at 64-128 for the seed model (CIFAR-trained, 32x32) and larger sizes add false blue/green blotches;
+# a model card may override it with "colorize_size".
+DEFAULT_SIZE = 64
+PREFERRED = ("default", "vivid", "seed-lab", "seed")
+STRIP_PIXELS = 1 << 20  # full-resolution Lab work is done in row strips of about this many pixels
+
+ImageLike = Image.Image | np.ndarray | str | os.PathLike
+
+
+class BatchError(AutocolorError):
+    """Some files of a batch failed (each was reported on its own line); the others were written."""
+
+
+def resolve_model(spec: str, notice: Callable[[str], None] | None = None) -> str:
+    """``default`` falls back to the best bundled model while ``default`` itself is not bundled."""
+    from autocolor.weights import bundled_names
+
+    if spec != "default" or Path(spec).exists():
+        return spec
+    names = bundled_names()
+    if "default" in names:
+        return spec
+    for name in PREFERRED:
+        if name in names:
+            if notice:
+                notice(f"bundled model 'default' is not available; using '{name}'")
+            return name
+    if names:
+        if notice:
+            notice(f"bundled model 'default' is not available; using '{names[0]}'")
+        return names[0]
+    raise AutocolorError("no bundled model is installed; pass --model RUN_DIR or FILE.safetensors "
+                         "(train one with `autocolor train`)")
+
+
+def working_shape(height: int, width: int, size: int, multiple: int = 8) -> tuple[int, int]:
+    """Resize (H, W) so the long side is ``size``, both sides rounded to multiples of ``multiple`` (at least one)."""
+    scale = size / max(height, width)
+    return (max(multiple, round(height * scale / multiple) * multiple),
+            max(multiple, round(width * scale / multiple) * multiple))
+
+
+def _lightness(photo: Photo) -> torch.Tensor:
+    """CIE L*/100 of the photo at full resolution, float32 (H, W), computed in row strips."""
+    h, w = photo.pixels.shape[:2]
+    out = torch.empty(h, w, dtype=torch.float32)
+    rows = max(1, STRIP_PIXELS // w)
+    for r in range(0, h, rows):
+        px = torch.from_numpy(np.ascontiguousarray(photo.pixels[r:r + rows]))
+        rgb = px.unsqueeze(0).expand(3, -1, -1) if px.ndim == 2 else px.permute(2, 0, 1)
+        out[r:r + rows] = greyscale(rgb.unsqueeze(0))[0, 0]
+    return out
+
+
+def photo_lightness(photo: Photo) -> torch.Tensor:
+    """CIE L*/100 of a photo as a (1, 1, H, W) tensor (the grey image the model is given)."""
+    return _lightness(photo).view(1, 1, *photo.pixels.shape[:2])
+
+
+def _upsample_rows(ab_w: torch.Tensor, r0: int, r1: int, height: int) -> torch.Tensor:
+    """Rows r0:r1 of ``ab_w`` (1, 2, h, W) bilinearly upsampled to ``height`` rows (same as F.interpolate)."""
+    h = ab_w.shape[2]
+    ys = ((torch.arange(r0, r1, dtype=torch.float64) + 0.5) * (h / height) - 0.5).clamp_(min=0)
+    y0 = ys.floor().long().clamp_(max=h - 1)
+    y1 = (y0 + 1).clamp_(max=h - 1)
+    wy = (ys - y0).float().view(1, 1, -1, 1)
+    return ab_w[:, :, y0] * (1 - wy) + ab_w[:, :, y1] * wy
+
+
+@dataclass
+class Colorizer:
+    """A loaded model plus the settings used to colour photos. Build one with ``Colorizer.load``."""
+
+    model: torch.nn.Module
+    card: dict = field(default_factory=dict)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    size: int = DEFAULT_SIZE
+    saturation: float = 1.0
+    temperature: float | None = None
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    name: str = "model"
+
+    def __post_init__(self) -> None:
+        self.model.eval()
+        self.device = torch.device(self.device)
+
+    @classmethod
+    def load(cls, spec: str | os.PathLike = "default", device: str = "auto",
+             notice: Callable[[str], None] | None = None, **settings) -> Colorizer:
+        """Load a bundled name, run folder or .safetensors file; ``settings`` are the dataclass fields.
+
+        Without ``size``, the model card's ``colorize_size`` is used when it has one, else ``DEFAULT_SIZE``.
+        """
+        from autocolor.runtime import pick_device
+        from autocolor.weights import load_model
+
+        dev = pick_device(device)
+        spec = resolve_model(str(spec), notice)
+        model, card = load_model(spec, dev)
+        if settings.get("size") is None:
+            settings["size"] = int(card.get("colorize_size") or DEFAULT_SIZE)
+        if settings["size"] < 8:
+            raise AutocolorError(f"--size must be at least 8, got {settings['size']}")
+        return cls(model=model, card=card, device=dev, name=str(spec), **settings)
+
+    def photo(self, image: ImageLike) -> Photo:
+        """Decode any accepted input (PIL image, numpy array or path) into a ``Photo``."""
+        if isinstance(image, Photo):
+            return image
+        if isinstance(image, Image.Image):
+            if self.max_pixels and image.width * image.height > self.max_pixels:
+                raise ImageError(f"<image>: {image.width}x{image.height} pixels is more than the limit of "
+                                 f"{self.max_pixels:,}")
+            return from_pil(image)
+        if isinstance(image, np.ndarray):
+            if self.max_pixels and image.ndim >= 2 and image.shape[0] * image.shape[1] > self.max_pixels:
+                raise ImageError(f"<array>: {image.shape[1]}x{image.shape[0]} pixels is more than the limit of "
+                                 f"{self.max_pixels:,}")
+            return from_array(image)
+        if isinstance(image, (str, os.PathLike)):
+            return read_image(image, self.max_pixels)
+        raise TypeError(f"cannot colorize a {type(image).__name__}; pass a PIL image, numpy array or path")
+
+    @torch.no_grad()
+    def colorize(self, image: ImageLike, *, saturation: float | None = None,
+                 temperature: float | None = None) -> Image.Image:
+        """Colorize one image; returns a PIL RGB image (RGBA when the input had alpha) of the input's size."""
+        photo = self.photo(image)
+        sat = self.saturation if saturation is None else saturation
+        temp = self.temperature if temperature is None else temperature
+        L = _lightness(photo)
+        height, width = L.shape
+        h, w = working_shape(height, width, self.size, getattr(self.model, "size_multiple", 8))
+        small = Image.fromarray(L.numpy(), "F").resize((w, h), Image.Resampling.BILINEAR)
+        x = torch.from_numpy(np.asarray(small, dtype=np.float32).copy()).clamp_(0, 1).view(1, 1, h, w)
+        x = x.to(self.device)
+        opts = {} if temp is None else {"temperature": temp}
+        raw = self.model(x.contiguous(memory_format=torch.channels_last))
+        ab = saturate(self.model.chroma(x, raw, **opts).float(), sat).cpu()
+        ab_w = F.interpolate(ab, size=(h, width), mode="bilinear", align_corners=False)
+        out = np.empty((height, width, 3), dtype=np.uint8)
+        rows = max(1, STRIP_PIXELS // width)
+        for r in range(0, height, rows):
+            r1 = min(height, r + rows)
+            rgb = lab_from(L[r:r1].view(1, 1, r1 - r, width), _upsample_rows(ab_w, r, r1, height))
+            out[r:r1] = to_uint8(rgb)[0].permute(1, 2, 0).numpy()
+        return to_pil(out, photo.alpha)
+
+    def colorize_many(self, images: Iterable[ImageLike], progress: bool = False,
+                      **opts) -> Iterator[Image.Image]:
+        """Colorize several images one by one (any sizes), yielding PIL images in order."""
+        items = list(images)
+        bar = _bar(len(items), progress)
+        try:
+            for item in items:
+                yield self.colorize(item, **opts)
+                bar.update(1)
+        finally:
+            bar.close()
+
+    def colorize_files(self, inputs: list[Path], outputs: list[Path], overwrite: bool = False,
+                       progress: bool = True, report: Callable[[str], None] | None = None,
+                       notice: Callable[[str], None] | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
+        """Colorize ``inputs`` into ``outputs``; a failing file is reported and skipped.
+
+        Returns (written outputs, [(failed input, one-line message)]).
+        """
+        from autocolor.imageio import write_image
+
+        written: list[Path] = []
+        errors: list[tuple[Path, str]] = []
+        bar = _bar(len(inputs), progress)
+        try:
+            for src, dst in zip(inputs, outputs, strict=True):
+                try:
+                    if dst.exists() and dst.resolve() == src.resolve():
+                        raise ImageError(f"{src}: output {dst} would replace the input; choose another -o")
+                    if dst.exists() and not overwrite:
+                        raise ImageError(f"{src}: output {dst} already exists (use --overwrite to replace it)")
+                    photo = read_image(src, self.max_pixels)
+                    if photo.colour and notice:
+                        notice(f"{src} is in colour; colorizing its greyscale version")
+                    if photo.alpha is not None and dst.suffix.lower() not in (".png", ".webp") and notice:
+                        notice(f"{src} has transparency, which {dst.suffix} cannot hold; flattened onto white")
+                    written.append(write_image(self.colorize(photo), dst, overwrite=overwrite))
+                except (ImageError, RuntimeError, MemoryError) as exc:  # RuntimeError: e.g. CUDA out of memory
+                    msg = str(exc) if isinstance(exc, ImageError) else \
+                        f"{src}: cannot colorize: {(str(exc).splitlines() or [type(exc).__name__])[0]}"
+                    errors.append((src, msg))
+                    if report:
+                        report(msg)
+                bar.update(1)
+        finally:
+            bar.close()
+        return written, errors
+
+
+def _bar(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="image", disable=not enabled or total < 2, dynamic_ncols=True, leave=False)
+
+
+def sample_paths() -> list[Path]:
+    """The sample photos shipped in ``autocolor/samples`` (see SOURCES.md there for their licences)."""
+    folder = Path(__file__).with_name("samples")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".png"))
+
+
+def make_sheet(output: str | os.PathLike = "demo.png", model: str = "default", device: str = "auto",
+               notice: Callable[[str], None] | None = None, colorizer: Colorizer | None = None,
+               height: int = 192) -> Path:
+    """Colorize the sample photos and write one PNG sheet, a row per photo: grey | colorized | original."""
+    from autocolor.colour import grey_rgb
+    from autocolor.files import atomic_write_bytes
+    from autocolor.imageio import encode
+
+    col = colorizer or Colorizer.load(model, device=device, notice=notice)
+    rows = []
+    for path in sample_paths():
+        with Image.open(path) as im:
+            original = im.convert("RGB")
+        photo = read_image(path)
+        grey = Image.fromarray(to_uint8(grey_rgb(photo_lightness(photo)))[0].permute(1, 2, 0).numpy(), "RGB")
+        tiles = [grey, col.colorize(photo), original]
+        w = round(original.width * height / original.height)
+        rows.append([t.convert("RGB").resize((w, height), Image.Resampling.LANCZOS) for t in tiles])
+    gap = 4
+    width = max(sum(t.width for t in r) + gap * 4 for r in rows)
+    sheet = Image.new("RGB", (width, len(rows) * (height + gap) + gap), (255, 255, 255))
+    for i, r in enumerate(rows):
+        x = gap
+        for t in r:
+            sheet.paste(t, (x, gap + i * (height + gap)))
+            x += t.width + gap
+    out = Path(output)
+    atomic_write_bytes(out, encode(sheet, "png"))
+    return out

@@ -1,0 +1,251 @@
+"""Reading, validating and writing user photos (Pillow).
+
+Every way a file can be bad (missing, empty, truncated, not an image, too many pixels) becomes an
+``ImageError`` naming the file, so a batch can report it in one line and go on with the next file.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from autocolor.errors import AutocolorError
+from autocolor.files import atomic_write_bytes
+
+DEFAULT_MAX_PIXELS = 64_000_000
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
+FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
+ALPHA_FORMATS = {"png", "webp"}
+GLOB_CHARS = set("*?[")
+
+
+class ImageError(AutocolorError):
+    """One input or output file could not be handled; the message names the file."""
+
+
+@dataclass
+class Photo:
+    """A decoded photo: ``rgb`` float32 (H, W, 3) or grey float32 (H, W) in [0, 1], optional alpha."""
+
+    pixels: np.ndarray
+    alpha: np.ndarray | None = None  # uint8 (H, W)
+    colour: bool = False  # the input had colour (only its lightness is used)
+    source: str = "<image>"
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height), as PIL reports sizes."""
+        return self.pixels.shape[1], self.pixels.shape[0]
+
+
+def _alpha_u8(band: Image.Image) -> np.ndarray:
+    return np.asarray(band.convert("L"), dtype=np.uint8).copy()
+
+
+def _is_colour(rgb: np.ndarray) -> bool:
+    """True when the channels differ by more than JPEG noise (mean spread above 2 levels of 255)."""
+    spread = rgb.max(axis=-1) - rgb.min(axis=-1)
+    return float(spread.mean()) > 2.0 / 255.0
+
+
+def from_pil(img: Image.Image, source: str = "<image>") -> Photo:
+    """Decode an already opened PIL image of any common mode (grey, 16-bit, LA, P, RGB(A), CMYK...)."""
+    mode = img.mode
+    alpha = None
+    if mode in ("1", "L"):
+        grey = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+        return Photo(grey, None, False, source)
+    if mode.startswith("I;16") or mode == "I":
+        arr = np.asarray(img).astype(np.float32)
+        return Photo(np.clip(arr, 0, 65535) / 65535.0, None, False, source)
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float32)
+        scale = 255.0 if float(np.nanmax(arr, initial=0.0)) > 1.0 else 1.0
+        return Photo(np.clip(np.nan_to_num(arr) / scale, 0, 1).astype(np.float32), None, False, source)
+    if mode in ("LA", "La"):
+        img = img.convert("LA")
+        grey = np.asarray(img.getchannel("L"), dtype=np.float32) / 255.0
+        return Photo(grey, _alpha_u8(img.getchannel("A")), False, source)
+    if mode in ("P", "PA"):
+        has_alpha = mode == "PA" or "transparency" in img.info
+        img = img.convert("RGBA" if has_alpha else "RGB")
+        mode = img.mode
+    if mode in ("RGBA", "RGBa", "LA"):
+        img = img.convert("RGBA")
+        alpha = _alpha_u8(img.getchannel("A"))
+        img = img.convert("RGB")
+    elif mode != "RGB":  # CMYK, YCbCr, LAB, HSV, RGBX ...
+        img = img.convert("RGB")
+    rgb = np.asarray(img, dtype=np.float32) / 255.0
+    if not _is_colour(rgb):
+        return Photo(rgb.mean(axis=-1), alpha, False, source)
+    return Photo(rgb, alpha, True, source)
+
+
+def from_array(arr: np.ndarray, source: str = "<array>") -> Photo:
+    """Decode a numpy image: (H, W), (H, W, 1|2|3|4); uint8, uint16 or float in [0, 1]."""
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (2, 3, 4)) or 0 in arr.shape:
+        raise ImageError(f"{source}: expected an array of shape (H, W) or (H, W, 1|2|3|4), got {arr.shape}")
+    if arr.dtype == np.uint8:
+        f, alpha_scale = arr.astype(np.float32) / 255.0, 1.0
+    elif arr.dtype == np.uint16:
+        f, alpha_scale = arr.astype(np.float32) / 65535.0, 257.0
+    elif np.issubdtype(arr.dtype, np.floating):
+        f, alpha_scale = np.clip(np.nan_to_num(arr.astype(np.float32)), 0, 1), 1.0 / 255.0
+    else:
+        raise ImageError(f"{source}: unsupported array dtype {arr.dtype} (use uint8, uint16 or float)")
+    alpha = None
+    if arr.ndim == 3 and arr.shape[2] in (2, 4):
+        a = arr[:, :, -1].astype(np.float64) / alpha_scale
+        alpha = np.clip(np.round(a), 0, 255).astype(np.uint8)
+        f = f[:, :, :-1]
+    if f.ndim == 3 and f.shape[2] == 1:
+        f = f[:, :, 0]
+    if f.ndim == 2:
+        return Photo(f, alpha, False, source)
+    if not _is_colour(f):
+        return Photo(f.mean(axis=-1), alpha, False, source)
+    return Photo(f, alpha, True, source)
+
+
+def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Photo:
+    """Open, validate and decode an image file (first frame; EXIF orientation applied)."""
+    path = Path(path)
+    name = str(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ImageError(f"{name}: no such file") from None
+    except OSError as exc:
+        raise ImageError(f"{name}: cannot access: {exc.strerror or exc}") from None
+    if path.is_dir():
+        raise ImageError(f"{name}: is a folder, not an image")
+    if st.st_size == 0:
+        raise ImageError(f"{name}: empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            # our own --max-pixels check below is the limit; Pillow's bomb error still applies beyond 2x its own
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if max_pixels and w * h > max_pixels:
+                    raise ImageError(f"{name}: {w}x{h} = {w * h:,} pixels is more than the limit of {max_pixels:,} "
+                                     f"(possible decompression bomb; raise it with --max-pixels)")
+                img.seek(0)
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return from_pil(img, name)
+    except ImageError:
+        raise
+    except PermissionError:
+        raise ImageError(f"{name}: permission denied") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{name}: too many pixels (possible decompression bomb): {exc}") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image (or a format Pillow cannot read)") from None
+    except MemoryError:
+        raise ImageError(f"{name}: not enough memory to decode it") from None
+    except Exception as exc:  # noqa: BLE001 - decoders of untrusted files raise many types; report, don't crash
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "truncated" in msg or isinstance(exc, (EOFError, SyntaxError)):
+            msg = f"truncated or corrupt image ({msg})"
+        raise ImageError(f"{name}: cannot decode: {msg}") from None
+
+
+def to_pil(rgb: np.ndarray, alpha: np.ndarray | None = None) -> Image.Image:
+    """uint8 (H, W, 3) RGB plus optional uint8 (H, W) alpha -> a PIL RGB or RGBA image."""
+    img = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
+    if alpha is not None:
+        img.putalpha(Image.fromarray(np.ascontiguousarray(alpha), "L"))
+    return img
+
+
+def encode(img: Image.Image, fmt: str) -> bytes:
+    """Encode for ``fmt`` (png, jpg, webp); alpha is dropped for jpg (flattened onto white)."""
+    fmt = fmt.lower()
+    if fmt not in FORMATS:
+        raise AutocolorError(f"unknown output format {fmt!r}; use {', '.join(FORMATS)}")
+    if img.mode == "RGBA" and fmt not in ALPHA_FORMATS:
+        flat = Image.new("RGB", img.size, (255, 255, 255))
+        flat.paste(img, mask=img.getchannel("A"))
+        img = flat
+    buf = io.BytesIO()
+    opts = {"jpg": {"quality": 95}, "webp": {"lossless": True}, "png": {"optimize": False}}[fmt]
+    img.save(buf, FORMATS[fmt], **opts)
+    return buf.getvalue()
+
+
+def write_image(img: Image.Image, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write atomically to ``path`` (format from its suffix); refuses to replace a file unless ``overwrite``."""
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    fmt = "jpg" if fmt == "jpeg" else fmt
+    if path.exists() and not overwrite:
+        raise ImageError(f"{path}: already exists (use --overwrite to replace it)")
+    try:
+        atomic_write_bytes(path, encode(img, fmt))
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    return path
+
+
+def expand_inputs(specs: list[str], exclude: str | os.PathLike | None = None) -> tuple[list[Path], list[str]]:
+    """Files, folders (recursive, image suffixes only) and globs -> (unique files in order, error lines)."""
+    out: list[Path] = []
+    errors: list[str] = []
+    seen: set[Path] = set()
+    skip = Path(exclude).resolve() if exclude is not None else None
+
+    def add(p: Path, from_folder: bool) -> None:
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                rel = f.relative_to(p).parts
+                if f.is_file() and f.suffix.lower() in IMAGE_EXTS and not any(s.startswith(".") for s in rel):
+                    add(f, True)
+            return
+        r = p.resolve()
+        if from_folder and skip is not None and r.is_relative_to(skip):
+            return
+        if r not in seen:
+            seen.add(r)
+            out.append(p)
+
+    for spec in specs:
+        p = Path(spec).expanduser()
+        if p.exists() or p.is_symlink():
+            add(p, False)
+        elif GLOB_CHARS & set(spec):
+            matches = [Path(m) for m in sorted(glob.glob(os.path.expanduser(spec), recursive=True))]
+            matches = [m for m in matches if m.is_dir() or m.suffix.lower() in IMAGE_EXTS]
+            if not matches:
+                errors.append(f"{spec}: no image files match")
+            for m in matches:
+                add(m, True)
+        else:
+            errors.append(f"{spec}: no such file or folder")
+    return out, errors
+
+
+def plan_outputs(inputs: list[Path], outdir: Path, fmt: str) -> list[Path]:
+    """OUTDIR/<stem>.<fmt> per input; repeated stems get ``-1``, ``-2``... so no two inputs share an output."""
+    used: set[str] = set()
+    outs = []
+    for p in inputs:
+        stem, n = p.stem or "image", 0
+        name = f"{stem}.{fmt}"
+        while name.lower() in used:
+            n += 1
+            name = f"{stem}-{n}.{fmt}"
+        used.add(name.lower())
+        outs.append(outdir / name)
+    return outs

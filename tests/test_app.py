@@ -1,0 +1,102 @@
+"""The Gradio app through its HTTP API (gradio_client): good uploads, bad uploads, limits; the server survives."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+gr = pytest.importorskip("gradio")
+client_mod = pytest.importorskip("gradio_client")
+
+from autocolor.app import build_app, launch  # noqa: E402
+from autocolor.models import build  # noqa: E402
+from autocolor.weights import save_model  # noqa: E402
+
+H, W = 40, 56
+pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),  # gradio's own pandas use
+              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    return save_model(build("seed-lab").eval(), path, {})
+
+
+@pytest.fixture(scope="module")
+def server(model_path: Path):
+    """The app on a free localhost port with small limits (0.05 MB, 20,000 pixels)."""
+    app = build_app(models=[str(model_path)], max_upload_mb=0.05, max_pixels=20_000, device="cpu")
+    launch(app, port=free_port(), max_upload_mb=0.05, block=False)
+    client = client_mod.Client(app.local_url, verbose=False)
+    yield client, str(model_path)
+    app.close()
+
+
+def upload(client, spec: str, path: Path, saturation: float = 1.0):
+    return client.predict(client_mod.handle_file(str(path)), spec, saturation, api_name="/colorize")
+
+
+def test_colorizes_upload(server, tmp_path: Path) -> None:
+    client, spec = server
+    src = tmp_path / "g.png"
+    g = np.tile(np.linspace(30, 220, W).astype(np.uint8), (H, 1))
+    Image.fromarray(g, "L").save(src)
+    grey, colour, download = upload(client, spec, src)
+    with Image.open(colour) as img, Image.open(download) as dl, Image.open(grey) as gi:
+        arr = np.asarray(img.convert("RGB")).astype(int)
+        assert img.size == dl.size == gi.size == (W, H)
+        assert np.abs(arr[..., 0] - arr[..., 2]).mean() > 3  # coloured
+        g_arr = np.asarray(gi.convert("RGB")).astype(int)
+        assert np.abs(g_arr[..., 0] - g_arr[..., 2]).max() <= 1  # grey preview is grey
+    assert Path(download).name == "g-colorized.png"
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("text", "not an image"),
+    ("pixels", "limit"),
+    ("bytes", "exceeds the maximum file size|upload limit"),  # gradio refuses it before our handler
+])
+def test_bad_upload_is_an_error_not_a_crash(server, tmp_path: Path, kind: str, message: str) -> None:
+    client, spec = server
+    bad = tmp_path / "bad.png"
+    if kind == "text":
+        bad.write_text("definitely not a png")
+    elif kind == "pixels":
+        Image.new("L", (200, 200)).save(bad)  # 40,000 pixels > 20,000
+    else:
+        bad.write_bytes(np.random.default_rng(0).integers(0, 256, 80_000, dtype=np.uint8).tobytes())
+    with pytest.raises(Exception, match=message):
+        upload(client, spec, bad)
+    good = tmp_path / "ok.png"
+    Image.fromarray(np.full((H, W), 128, np.uint8), "L").save(good)
+    assert Path(upload(client, spec, good)[1]).is_file()  # server still serves
+
+
+def test_build_app_without_bundled_models(monkeypatch) -> None:
+    import autocolor.weights as weights
+    from autocolor.errors import AutocolorError
+
+    monkeypatch.setattr(weights, "bundled_names", lambda: [])
+    with pytest.raises(AutocolorError, match="no bundled model"):
+        build_app()
+
+
+def test_serve_help(capsys) -> None:
+    from autocolor.cli import main
+
+    assert main(["serve", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--max-upload-mb" in out and "--max-pixels" in out and "--port" in out

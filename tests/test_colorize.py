@@ -1,0 +1,392 @@
+"""Colorizing photos of any size and kind: the Python API, the `colorize` and `demo` commands.
+
+Luminance invariant used here: CIE L* of the output (``colour.greyscale``) against L* of the input, in units
+of L*·255/100 (one 8-bit grey level); the mean absolute difference must be at most 1.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from autocolor.cli import main
+from autocolor.colorize import Colorizer, make_sheet, resolve_model, working_shape
+from autocolor.colour import greyscale
+from autocolor.errors import AutocolorError
+from autocolor.models import build
+from autocolor.weights import save_model
+
+H, W = 40, 56
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    """An untrained but deterministic seed-lab model saved as .safetensors (no bundled weights needed)."""
+    torch.manual_seed(0)
+    model = build("seed-lab").eval()
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    return save_model(model, path, {"note": "test model"})
+
+
+@pytest.fixture(scope="module")
+def col(model_path: Path) -> Colorizer:
+    return Colorizer.load(model_path, device="cpu")
+
+
+def ramp(h: int = H, w: int = W, dtype=np.uint8) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    top = 255 if dtype == np.uint8 else 65535
+    base = np.linspace(0.15, 0.85, w)[None, :] * np.ones((h, 1)) + rng.uniform(-0.05, 0.05, (h, w))
+    return np.clip(base * top, 0, top).astype(dtype)
+
+
+def lightness(rgb_or_grey: np.ndarray) -> np.ndarray:
+    """L* (0..100) of an 8-bit grey (H, W) or RGB (H, W, 3) array."""
+    arr = rgb_or_grey if rgb_or_grey.ndim == 3 else np.repeat(rgb_or_grey[..., None], 3, -1)
+    t = torch.from_numpy(np.array(arr[..., :3])).permute(2, 0, 1)[None].float() / 255.0
+    return greyscale(t)[0, 0].numpy() * 100.0
+
+
+def assert_same_lightness(out: np.ndarray, grey: np.ndarray) -> None:
+    diff = np.abs(lightness(out) - lightness(grey)) * 255.0 / 100.0
+    assert diff.mean() <= 1.0, f"mean |dL*| = {diff.mean():.3f} grey levels"
+
+
+def is_coloured(rgb: np.ndarray) -> bool:
+    rgb = rgb.astype(int)
+    return np.abs(rgb[..., 0] - rgb[..., 2]).mean() > 3 or np.abs(rgb[..., 0] - rgb[..., 1]).mean() > 3
+
+
+# ---- Python API ----------------------------------------------------------------------------------------------
+
+
+def test_api_numpy_pil_and_path_agree(col: Colorizer, tmp_path: Path) -> None:
+    g = ramp()
+    path = tmp_path / "g.png"
+    Image.fromarray(g, "L").save(path)
+    a = np.asarray(col.colorize(g))
+    b = np.asarray(col.colorize(Image.fromarray(g, "L")))
+    c = np.asarray(col.colorize(str(path)))
+    assert a.shape == (H, W, 3) and is_coloured(a)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, c)
+    assert_same_lightness(a, g)
+
+
+def test_lazy_export() -> None:
+    import autocolor
+
+    assert autocolor.Colorizer is Colorizer
+    with pytest.raises(AttributeError):
+        autocolor.nope  # noqa: B018
+
+
+@pytest.mark.parametrize("h, w", [(40, 56), (17, 5), (1, 1), (300, 123), (61, 640)])
+def test_any_size_kept(col: Colorizer, h: int, w: int) -> None:
+    g = ramp(h, w)
+    out = col.colorize(g)
+    assert out.size == (w, h) and out.mode == "RGB"
+    assert_same_lightness(np.asarray(out), g)
+
+
+@pytest.mark.parametrize("size", [8, 32, 64, 128])
+def test_working_size_option(model_path: Path, size: int) -> None:
+    c = Colorizer.load(model_path, device="cpu", size=size)
+    out = np.asarray(c.colorize(ramp()))
+    assert out.shape == (H, W, 3)
+    assert_same_lightness(out, ramp())
+
+
+def test_card_colorize_size(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    path = save_model(build("seed-lab").eval(), tmp_path / "m.safetensors", {"colorize_size": 96})
+    assert Colorizer.load(path, device="cpu").size == 96
+    assert Colorizer.load(path, device="cpu", size=32).size == 32
+
+
+def test_working_shape_multiple_of_8() -> None:
+    assert working_shape(300, 451, 64) == (40, 64)
+    assert working_shape(5, 4000, 64) == (8, 64)
+    for h, w in [(1, 1), (999, 13), (480, 640)]:
+        sh = working_shape(h, w, 100)
+        assert all(s % 8 == 0 and s >= 8 for s in sh)
+
+
+def test_saturation_zero_is_grey(col: Colorizer) -> None:
+    out = np.asarray(col.colorize(ramp(), saturation=0.0)).astype(int)
+    assert np.abs(out[..., 0] - out[..., 2]).max() <= 1
+    stronger = np.asarray(col.colorize(ramp(), saturation=2.0)).astype(int)
+    normal = np.asarray(col.colorize(ramp())).astype(int)
+    assert np.abs(stronger[..., 0] - stronger[..., 2]).mean() > np.abs(normal[..., 0] - normal[..., 2]).mean()
+
+
+def test_16bit_input(col: Colorizer) -> None:
+    g16 = ramp(dtype=np.uint16)
+    out = np.asarray(col.colorize(g16))
+    assert out.shape == (H, W, 3)
+    assert_same_lightness(out, np.round(g16 / 257.0).astype(np.uint8))
+
+
+def test_alpha_kept(col: Colorizer) -> None:
+    alpha = np.tile(np.linspace(0, 255, W).astype(np.uint8), (H, 1))
+    out = col.colorize(np.dstack([ramp(), alpha]))
+    assert out.mode == "RGBA"
+    np.testing.assert_array_equal(np.asarray(out)[..., 3], alpha)
+
+
+def test_colour_input_uses_its_lightness(col: Colorizer) -> None:
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(30, 220, (H, W, 3), dtype=np.uint8)
+    out = np.asarray(col.colorize(rgb))
+    diff = np.abs(lightness(out) - lightness(rgb)) * 2.55
+    assert diff.mean() <= 1.0
+
+
+def test_colorize_many(col: Colorizer) -> None:
+    outs = list(col.colorize_many([ramp(), ramp(20, 30), Image.fromarray(ramp(), "L")]))
+    assert [o.size for o in outs] == [(W, H), (30, 20), (W, H)]
+
+
+def test_pixel_limit_for_arrays(model_path: Path) -> None:
+    c = Colorizer.load(model_path, device="cpu", max_pixels=100)
+    with pytest.raises(AutocolorError, match="limit"):
+        c.colorize(ramp())
+
+
+def test_default_model_fallback(monkeypatch) -> None:
+    import autocolor.weights as weights
+
+    notes: list[str] = []
+    monkeypatch.setattr(weights, "bundled_names", lambda: ["seed", "seed-lab"])
+    assert resolve_model("default", notes.append) == "seed-lab" and "using 'seed-lab'" in notes[0]
+    monkeypatch.setattr(weights, "bundled_names", lambda: ["default", "seed"])
+    assert resolve_model("default") == "default"
+    monkeypatch.setattr(weights, "bundled_names", lambda: [])
+    with pytest.raises(AutocolorError, match="no bundled model"):
+        resolve_model("default")
+    assert resolve_model("/some/run") == "/some/run"
+
+
+# ---- the `colorize` command ----------------------------------------------------------------------------------
+
+
+def save_all_kinds(folder: Path) -> dict[str, Path]:
+    """One small file of every supported kind; returns name -> path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    g = ramp()
+    alpha = np.tile(np.linspace(0, 255, W).astype(np.uint8), (H, 1))
+    p = {}
+    p["grey8"] = folder / "grey8.png"
+    Image.fromarray(g, "L").save(p["grey8"])
+    p["grey16"] = folder / "grey16.png"
+    Image.fromarray(ramp(dtype=np.uint16)).save(p["grey16"])
+    p["grey32"] = folder / "grey32.tif"
+    Image.fromarray(ramp(dtype=np.uint16).astype(np.int32)).save(p["grey32"])
+    p["la"] = folder / "la.png"
+    Image.merge("LA", [Image.fromarray(g, "L"), Image.fromarray(alpha, "L")]).save(p["la"])
+    p["palette"] = folder / "palette.png"
+    Image.fromarray(g, "L").convert("P").save(p["palette"], transparency=0)
+    p["greyrgb"] = folder / "greyrgb.jpg"
+    Image.fromarray(g, "L").convert("RGB").save(p["greyrgb"], quality=95)
+    p["colour"] = folder / "colour.webp"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (H, W, 3), dtype=np.uint8)).save(p["colour"],
+                                                                                             lossless=True)
+    p["cmyk"] = folder / "cmyk.jpg"
+    Image.fromarray(g, "L").convert("RGB").convert("CMYK").save(p["cmyk"], quality=95)
+    p["bmp"] = folder / "b.bmp"
+    Image.fromarray(g, "L").save(p["bmp"])
+    p["gif"] = folder / "anim.gif"
+    Image.fromarray(g, "L").convert("P").save(p["gif"], save_all=True,
+                                              append_images=[Image.new("P", (W, H), 3)], duration=50)
+    p["rotated"] = folder / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(g, "L").save(p["rotated"], exif=exif, quality=95)
+    return p
+
+
+def test_cli_every_kind(model_path: Path, tmp_path: Path, capsys) -> None:
+    paths = save_all_kinds(tmp_path / "in")
+    before = {k: v.read_bytes() for k, v in paths.items()}
+    rc = main(["colorize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(model_path)])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    assert "colour.webp is in colour" in cap.err  # notice for colour input
+    for name, src in paths.items():
+        assert src.read_bytes() == before[name]  # inputs untouched
+        out = tmp_path / "out" / f"{src.stem}.png"
+        assert str(out) in cap.out
+        with Image.open(out) as img:
+            expected = (H, W) if name == "rotated" else (W, H)  # EXIF orientation applied: upright output
+            assert img.size == expected, name
+            assert img.mode == ("RGBA" if name in ("la", "palette") else "RGB"), name
+            arr = np.asarray(img)
+            assert is_coloured(arr[..., :3]), name
+    with Image.open(tmp_path / "out" / "la.png") as img:
+        np.testing.assert_array_equal(np.asarray(img)[..., 3], np.tile(np.linspace(0, 255, W).astype(np.uint8),
+                                                                       (H, 1)))
+    with Image.open(tmp_path / "out" / "grey8.png") as img:
+        assert_same_lightness(np.asarray(img), ramp())
+    with Image.open(tmp_path / "out" / "grey16.png") as img:
+        assert_same_lightness(np.asarray(img), np.round(ramp(dtype=np.uint16) / 257.0).astype(np.uint8))
+
+
+@pytest.mark.parametrize("fmt, mode", [("jpg", "RGB"), ("webp", "RGBA"), ("png", "RGBA")])
+def test_cli_formats(model_path: Path, tmp_path: Path, fmt: str, mode: str, capsys) -> None:
+    src = tmp_path / "la.png"
+    alpha = np.full((H, W), 200, np.uint8)
+    Image.merge("LA", [Image.fromarray(ramp(), "L"), Image.fromarray(alpha, "L")]).save(src)
+    rc = main(["colorize", str(src), "-o", str(tmp_path / "o"), "--model", str(model_path), "--format", fmt])
+    assert rc == 0
+    with Image.open(tmp_path / "o" / f"la.{fmt}") as img:
+        assert img.format == {"jpg": "JPEG", "webp": "WEBP", "png": "PNG"}[fmt]
+        assert img.mode == mode and img.size == (W, H)
+    if fmt == "jpg":
+        assert "transparency" in capsys.readouterr().err
+
+
+def test_cli_same_stem_distinct_outputs(model_path: Path, tmp_path: Path, capsys) -> None:
+    for sub, v in (("a", 60), ("b", 180)):
+        (tmp_path / sub).mkdir()
+        Image.fromarray(np.full((H, W), v, np.uint8), "L").save(tmp_path / sub / "photo.png")
+    Image.fromarray(ramp(), "L").save(tmp_path / "photo.jpg")
+    rc = main(["colorize", str(tmp_path / "a" / "photo.png"), str(tmp_path / "b"), str(tmp_path / "photo.jpg"),
+               "-o", str(tmp_path / "out"), "--model", str(model_path)])
+    assert rc == 0
+    outs = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert outs == ["photo-1.png", "photo-2.png", "photo.png"]
+    means = [lightness(np.asarray(Image.open(tmp_path / "out" / n).convert("RGB"))).mean() for n in outs]
+    assert len({round(m) for m in means}) == 3  # three different pictures, none lost
+
+
+def test_cli_glob(model_path: Path, tmp_path: Path) -> None:
+    for i in range(2):
+        Image.fromarray(ramp(), "L").save(tmp_path / f"g{i}.png")
+    rc = main(["colorize", str(tmp_path / "g*.png"), "-o", str(tmp_path / "out"), "--model", str(model_path)])
+    assert rc == 0 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["g0.png", "g1.png"]
+
+
+def test_cli_no_silent_overwrite(model_path: Path, tmp_path: Path, capsys) -> None:
+    src = tmp_path / "p.png"
+    Image.fromarray(ramp(), "L").save(src)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "p.png").write_bytes(b"precious")
+    rc = main(["colorize", str(src), "-o", str(out), "--model", str(model_path)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "already exists" in err and "--overwrite" in err and "Traceback" not in err
+    assert (out / "p.png").read_bytes() == b"precious"
+    rc = main(["colorize", str(src), "-o", str(out), "--model", str(model_path), "--overwrite"])
+    assert rc == 0 and Image.open(out / "p.png").size == (W, H)
+
+
+def test_cli_never_overwrites_input(model_path: Path, tmp_path: Path, capsys) -> None:
+    src = tmp_path / "p.png"
+    Image.fromarray(ramp(), "L").save(src)
+    before = src.read_bytes()
+    rc = main(["colorize", str(src), "-o", str(tmp_path), "--model", str(model_path), "--overwrite"])
+    assert rc == 1 and "would replace the input" in capsys.readouterr().err
+    assert src.read_bytes() == before
+
+
+def test_cli_batch_with_failures(model_path: Path, tmp_path: Path, capsys) -> None:
+    d = tmp_path / "in"
+    d.mkdir()
+    Image.fromarray(ramp(), "L").save(d / "good1.png")
+    Image.fromarray(ramp(), "L").save(d / "good2.jpg")
+    (d / "empty.png").write_bytes(b"")
+    (d / "text.png").write_text("not an image")
+    buf = io.BytesIO()
+    Image.fromarray(ramp(), "L").save(buf, "PNG")
+    (d / "trunc.png").write_bytes(buf.getvalue()[:200])
+    Image.new("L", (500, 500)).save(d / "bomb.png")
+    rc = main(["colorize", str(d), str(tmp_path / "missing.png"), "-o", str(tmp_path / "out"),
+               "--model", str(model_path), "--max-pixels", "100000"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good1.png", "good2.png"]
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    per_file = [ln for ln in lines if ln.startswith("autocolor: error: ") and "input(s) failed" not in ln]
+    assert len(per_file) == 5
+    for name, why in [("empty.png", "empty"), ("text.png", "not an image"), ("trunc.png", "truncated"),
+                      ("bomb.png", "decompression bomb"), ("missing.png", "no such file")]:
+        assert any(name in ln and why in ln for ln in per_file), (name, per_file)
+    summary = lines[-1]
+    assert "5 of 7 input(s) failed (2 written)" in summary
+    for name in ("empty.png", "text.png", "trunc.png", "bomb.png", "missing.png"):
+        assert name in summary
+
+
+def test_cli_user_errors(model_path: Path, tmp_path: Path, capsys) -> None:
+    assert main(["colorize", str(tmp_path / "nothing*.png"), "-o", str(tmp_path / "o"),
+                 "--model", str(model_path)]) == 1
+    assert "no input images" in capsys.readouterr().err
+    assert main(["colorize", "x.png", "-o", str(tmp_path), "--model", str(tmp_path / "none.safetensors")]) == 1
+    assert main(["colorize", "x.png", "-o", str(tmp_path), "--size", "4"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+# ---- demo ----------------------------------------------------------------------------------------------------
+
+
+def test_demo_sheet(model_path: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "sheet.png"
+    rc = main(["demo", "-o", str(out), "--model", str(model_path), "--device", "cpu"])
+    assert rc == 0 and capsys.readouterr().out.strip() == str(out)
+    with Image.open(out) as img:
+        assert img.format == "PNG" and img.height >= 4 * 192 and img.width > 3 * 192
+
+
+def test_demo_api_default_name(col: Colorizer, tmp_path: Path, monkeypatch) -> None:
+    import autocolor.colorize as colorize_mod
+
+    samples = colorize_mod.sample_paths()
+    assert len(samples) == 4 and (samples[0].parent / "SOURCES.md").is_file()
+    monkeypatch.setattr(colorize_mod, "sample_paths", lambda: samples[:1])
+    monkeypatch.chdir(tmp_path)
+    path = make_sheet(colorizer=col, height=32)
+    assert path == Path("demo.png")
+    with Image.open(tmp_path / "demo.png") as img:
+        assert img.height == 32 + 2 * 4
+
+
+def test_help_states_the_real_defaults(capsys) -> None:
+    from autocolor.colorize import DEFAULT_SIZE
+    from autocolor.imageio import DEFAULT_MAX_PIXELS
+
+    assert main(["colorize", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"colorize_size, else {DEFAULT_SIZE}]" in out and f"[default: {DEFAULT_MAX_PIXELS}]" in out
+
+
+def test_temperature_reaches_chroma(col: Colorizer, monkeypatch) -> None:
+    seen: list[dict] = []
+    real = col.model.chroma
+
+    def spy(L, raw, **opts):
+        seen.append(opts)
+        return real(L, raw, **opts)
+
+    monkeypatch.setattr(col.model, "chroma", spy)
+    col.colorize(ramp())
+    col.colorize(ramp(), temperature=0.2)
+    assert seen == [{}, {"temperature": 0.2}]
+
+
+def test_model_failure_is_a_per_file_error(model_path: Path, tmp_path: Path) -> None:
+    c = Colorizer.load(model_path, device="cpu")
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)\nmore detail")
+
+    c.model.forward = boom
+    src = tmp_path / "a.png"
+    Image.fromarray(ramp(), "L").save(src)
+    written, errors = c.colorize_files([src], [tmp_path / "out" / "a.png"], progress=False)
+    assert written == [] and errors == [(src, f"{src}: cannot colorize: CUDA out of memory (simulated)")]

@@ -1,0 +1,219 @@
+"""Reading every supported image kind, rejecting bad files with one clear line, input expansion and naming."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from autocolor.imageio import (
+    ImageError,
+    expand_inputs,
+    from_array,
+    plan_outputs,
+    read_image,
+    write_image,
+)
+
+H, W = 40, 56
+
+
+def ramp(dtype=np.uint8) -> np.ndarray:
+    """A deterministic (H, W) grey ramp with texture."""
+    rng = np.random.default_rng(0)
+    top = 255 if dtype == np.uint8 else 65535
+    base = np.linspace(0.1, 0.9, W)[None, :] * np.ones((H, 1)) + rng.uniform(-0.05, 0.05, (H, W))
+    return np.clip(base * top, 0, top).astype(dtype)
+
+
+def colour_image() -> Image.Image:
+    rng = np.random.default_rng(1)
+    return Image.fromarray(rng.integers(0, 256, (H, W, 3), dtype=np.uint8), "RGB")
+
+
+def test_grey_8bit(tmp_path: Path) -> None:
+    path = tmp_path / "g.png"
+    Image.fromarray(ramp(), "L").save(path)
+    photo = read_image(path)
+    assert photo.pixels.shape == (H, W) and photo.alpha is None and not photo.colour
+    np.testing.assert_allclose(photo.pixels, ramp() / 255.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I"])
+def test_grey_16bit_keeps_precision(tmp_path: Path, mode: str) -> None:
+    arr = ramp(np.uint16)
+    img = Image.fromarray(arr) if mode == "I;16" else Image.fromarray(arr.astype(np.int32))
+    path = tmp_path / ("g16.png" if mode == "I;16" else "g32.tif")
+    img.save(path)
+    with Image.open(path) as check:
+        assert check.mode == mode  # really stored with more than 8 bits
+    photo = read_image(path)
+    np.testing.assert_allclose(photo.pixels, arr / 65535.0, atol=1e-6)
+    assert len(np.unique(photo.pixels)) > 256  # not squashed to 8 bits
+
+
+def test_grey_alpha(tmp_path: Path) -> None:
+    alpha = np.tile(np.linspace(0, 255, W).astype(np.uint8), (H, 1))
+    img = Image.merge("LA", [Image.fromarray(ramp(), "L"), Image.fromarray(alpha, "L")])
+    path = tmp_path / "la.png"
+    img.save(path)
+    photo = read_image(path)
+    assert photo.pixels.shape == (H, W)
+    np.testing.assert_array_equal(photo.alpha, alpha)
+
+
+def test_palette_with_transparency(tmp_path: Path) -> None:
+    img = Image.fromarray(ramp(), "L").convert("P")
+    idx = np.asarray(img)
+    img.info["transparency"] = int(idx[0, 0])
+    path = tmp_path / "p.png"
+    img.save(path, transparency=int(idx[0, 0]))
+    photo = read_image(path)
+    assert photo.alpha is not None and photo.alpha[0, 0] == 0 and (photo.alpha == 255).any()
+    assert not photo.colour
+
+
+def test_palette_gif_first_frame(tmp_path: Path) -> None:
+    frames = [Image.fromarray(np.full((H, W), v, np.uint8), "L").convert("P") for v in (40, 200)]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100)
+    photo = read_image(path)
+    assert abs(float(photo.pixels.mean()) - 40 / 255) < 2 / 255
+
+
+def test_grey_rgb_is_not_colour(tmp_path: Path) -> None:
+    path = tmp_path / "greyrgb.jpg"
+    Image.fromarray(ramp(), "L").convert("RGB").save(path, quality=85)
+    photo = read_image(path)
+    assert not photo.colour and photo.pixels.shape == (H, W)
+
+
+def test_colour_rgb_flagged(tmp_path: Path) -> None:
+    path = tmp_path / "c.png"
+    colour_image().save(path)
+    photo = read_image(path)
+    assert photo.colour and photo.pixels.shape == (H, W, 3)
+
+
+def test_cmyk_jpeg(tmp_path: Path) -> None:
+    path = tmp_path / "cmyk.jpg"
+    Image.fromarray(ramp(), "L").convert("RGB").convert("CMYK").save(path, quality=95)
+    with Image.open(path) as check:
+        assert check.mode == "CMYK"
+    photo = read_image(path)
+    assert photo.size == (W, H)
+    assert np.abs(photo.pixels.reshape(H, W, -1).mean(-1) - ramp() / 255.0).mean() < 0.03
+
+
+def test_exif_orientation_applied(tmp_path: Path) -> None:
+    img = Image.fromarray(ramp(), "L")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    path = tmp_path / "rot.jpg"
+    img.save(path, exif=exif, quality=95)
+    photo = read_image(path)
+    assert photo.size == (H, W)  # upright: width and height swapped
+
+
+@pytest.mark.parametrize("ext", ["png", "jpg", "webp", "tif", "bmp", "gif"])
+def test_container_formats(tmp_path: Path, ext: str) -> None:
+    path = tmp_path / f"x.{ext}"
+    Image.fromarray(ramp(), "L").save(path)
+    photo = read_image(path)
+    assert photo.size == (W, H)
+    assert np.abs(photo.pixels - ramp() / 255.0).mean() < 0.02
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("empty", "empty file"),
+    ("truncated", "truncated"),
+    ("text", "not an image"),
+    ("missing", "no such file"),
+    ("folder", "is a folder"),
+])
+def test_bad_files(tmp_path: Path, kind: str, message: str) -> None:
+    path = tmp_path / f"{kind}.png"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        buf = io.BytesIO()
+        Image.fromarray(ramp(), "L").save(buf, "PNG")
+        path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    elif kind == "text":
+        path.write_text("hello, not a picture\n")
+    elif kind == "folder":
+        path.mkdir()
+    with pytest.raises(ImageError) as info:
+        read_image(path)
+    text = str(info.value)
+    assert text.startswith(str(path)) and message in text and "\n" not in text
+
+
+def test_truncated_jpeg(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    colour_image().save(buf, "JPEG")
+    path = tmp_path / "t.jpg"
+    path.write_bytes(buf.getvalue()[:300])
+    with pytest.raises(ImageError, match="t.jpg"):
+        read_image(path)
+
+
+def test_decompression_bomb_limit(tmp_path: Path) -> None:
+    path = tmp_path / "big.png"
+    Image.new("L", (400, 300)).save(path)
+    with pytest.raises(ImageError, match="decompression bomb"):
+        read_image(path, max_pixels=100_000)
+    assert read_image(path, max_pixels=120_000).size == (400, 300)
+
+
+def test_from_array_shapes_and_dtypes() -> None:
+    g = ramp()
+    assert from_array(g).pixels.shape == (H, W)
+    assert from_array(g.astype(np.uint16) * 257).pixels.max() == pytest.approx(g.max() / 255, abs=1e-6)
+    rgba = np.dstack([g, g, g, np.full_like(g, 128)])
+    photo = from_array(rgba)
+    assert not photo.colour and (photo.alpha == 128).all()
+    with pytest.raises(ImageError, match="shape"):
+        from_array(np.zeros((4, 4, 5), np.uint8))
+    with pytest.raises(ImageError, match="dtype"):
+        from_array(np.zeros((4, 4), np.int64))
+
+
+def test_expand_inputs_files_folders_globs(tmp_path: Path) -> None:
+    (tmp_path / "a" / "deep").mkdir(parents=True)
+    for rel in ["a/one.png", "a/deep/two.jpg", "a/notes.txt", "b.png", "a/.hidden.png"]:
+        (tmp_path / rel).write_bytes(b"x")
+    files, errors = expand_inputs([str(tmp_path / "a"), str(tmp_path / "*.png"), str(tmp_path / "b.png"),
+                                   str(tmp_path / "nope.png"), str(tmp_path / "*.gif")])
+    names = [p.name for p in files]
+    assert names == ["two.jpg", "one.png", "b.png"]  # recursive, image suffixes, hidden skipped, deduplicated
+    assert len(errors) == 2 and "nope.png" in errors[0] and "*.gif" in errors[1]
+
+
+def test_expand_inputs_skips_output_folder(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "in.png").write_bytes(b"x")
+    (tmp_path / "out" / "in.png").write_bytes(b"x")
+    files, _ = expand_inputs([str(tmp_path)], exclude=tmp_path / "out")
+    assert files == [tmp_path / "in.png"]
+
+
+def test_plan_outputs_distinct_names(tmp_path: Path) -> None:
+    ins = [Path("x/cat.png"), Path("y/cat.jpg"), Path("z/cat-1.png"), Path("CAT.bmp")]
+    outs = plan_outputs(ins, tmp_path, "png")
+    assert [o.name for o in outs] == ["cat.png", "cat-1.png", "cat-1-1.png", "CAT-2.png"]
+    assert len({o.name.lower() for o in outs}) == len(outs)
+
+
+def test_write_refuses_overwrite(tmp_path: Path) -> None:
+    path = tmp_path / "o.png"
+    img = Image.new("RGB", (4, 4), (10, 20, 30))
+    write_image(img, path)
+    with pytest.raises(ImageError, match="already exists"):
+        write_image(img, path)
+    write_image(Image.new("RGB", (4, 4), (200, 20, 30)), path, overwrite=True)
+    with Image.open(path) as back:
+        assert back.getpixel((0, 0)) == (200, 20, 30)
