@@ -38,7 +38,7 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 class Classifier(nn.Module):
     """VGG-style CNN: three double-conv blocks, global average pooling, linear layer to 10 classes."""
 
-    def __init__(self, widths: tuple[int, ...] = (48, 96, 192)) -> None:
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 128)) -> None:
         super().__init__()
         chans = [3, *widths]
         self.features = nn.Sequential(*[_block(a, b) for a, b in zip(chans[:-1], chans[1:], strict=True)])
