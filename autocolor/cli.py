@@ -148,7 +148,10 @@ def diagram(model, output) -> None:
               help="Softmax temperature for classification models (e.g. vivid); ignored by others.")
 @click.option("--max-pixels", type=click.IntRange(1), default=None, metavar="N",
               help="Refuse images with more pixels (decompression bombs) [default: 64000000].")
-def colorize(inputs, outdir, model, saturation, size, fmt, overwrite, device, temperature, max_pixels) -> None:
+@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
+              help="onnx: run --model FILE.onnx (made by `autocolor export`) with ONNX Runtime on the CPU.")
+def colorize(inputs, outdir, model, saturation, size, fmt, overwrite, device, temperature, max_pixels,
+             backend) -> None:
     """Colorize photos of any size: files, folders (recursive) or globs; inputs are never overwritten."""
     from pathlib import Path
 
@@ -168,8 +171,17 @@ def colorize(inputs, outdir, model, saturation, size, fmt, overwrite, device, te
         say("error")(msg)
     if not files:
         raise AutocolorError("no input images" + (f" ({len(missing)} argument(s) matched nothing)" if missing else ""))
-    col = Colorizer.load(model, device=device, notice=say("note"), size=size,
-                         saturation=saturation, temperature=temperature, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+    settings = {"size": size, "saturation": saturation, "max_pixels": max_pixels or DEFAULT_MAX_PIXELS}
+    if backend == "onnx":
+        from autocolor.export import onnx_colorizer
+
+        if not str(model).endswith(".onnx"):
+            raise AutocolorError("--backend onnx needs --model FILE.onnx (make one with `autocolor export`)")
+        if temperature is not None or device not in ("auto", "cpu"):
+            raise AutocolorError("--backend onnx runs on the CPU and has no --temperature")
+        col = onnx_colorizer(model, **settings)
+    else:
+        col = Colorizer.load(model, device=device, notice=say("note"), temperature=temperature, **settings)
     out.mkdir(parents=True, exist_ok=True)
     written, errors = col.colorize_files(files, plan_outputs(files, out, fmt), overwrite=overwrite,
                                          progress=sys.stderr.isatty(), report=say("error"), notice=say("note"))
@@ -191,10 +203,11 @@ def colorize(inputs, outdir, model, saturation, size, fmt, overwrite, device, te
 @click.option("--opset", type=click.IntRange(17), default=17, show_default=True)
 def export(model, fmt, output, size, opset) -> None:
     """Export a trained model's chroma path (L*/100 -> a*b*, or raw RGB for RGB models) to ONNX."""
+    from autocolor.colorize import resolve_model
     from autocolor.export import export_onnx
     from autocolor.weights import load_model
 
-    net, card = load_model(model)
+    net, card = load_model(resolve_model(model, lambda msg: click.echo(f"autocolor: note: {msg}", err=True)))
     path = export_onnx(net, output, size=size, opset=opset, card=card)
     click.echo(f"{path}: {fmt}, opset {opset}, input L (N, 1, H, W) = L*/100, output "
                f"{'ab (a*b* in Lab units)' if net.output == 'ab' else 'rgb (raw sRGB in [0, 1])'}")

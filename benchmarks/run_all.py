@@ -1,0 +1,163 @@
+"""Run the speed benchmarks and write benchmarks/RESULTS.md (a markdown table for the README).
+
+    python benchmarks/run_all.py [--quick] [--out benchmarks/RESULTS.md]
+
+Runs train_throughput.py, infer_throughput.py and photo_1mp.py one after another (each interleaves its own
+contenders, so the ratios inside one script are measured side by side under the same load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import ROOT, load  # noqa: E402
+
+SCRIPTS = ["train_throughput.py", "infer_throughput.py", "photo_1mp.py"]
+
+
+def run(script: str, quick: bool, folder: Path, env: dict[str, str], threads: int | None) -> dict:
+    out = folder / f"{Path(script).stem}.json"
+    folder.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, str(HERE / script), "--json", str(out)] + (["--quick"] if quick else [])
+    if threads and script != "photo_1mp.py":
+        cmd += ["--threads", str(threads)]
+    print(f"$ {shlex.join(['python', f'benchmarks/{script}', *cmd[2:]])}", flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT, env=env)
+    return json.loads(out.read_text())
+
+
+def _versions() -> str:
+    import onnxruntime
+    import torch
+
+    parts = [f"Python {platform.python_version()}", f"torch {torch.__version__}",
+             f"onnxruntime {onnxruntime.__version__}"]
+    keras_py = ROOT / ".venv-keras" / "bin" / "python"
+    if keras_py.exists():
+        code = "import keras, tensorflow as tf; print(keras.__version__, tf.__version__)"
+        got = subprocess.run([str(keras_py), "-c", code], capture_output=True, text=True,
+                             env={"TF_CPP_MIN_LOG_LEVEL": "3"})
+        if got.returncode == 0 and got.stdout.split():
+            k, t = got.stdout.split()[-2:]
+            parts.append(f"Keras {k} + TensorFlow-CPU {t}")
+    return ", ".join(parts)
+
+
+def _fmt(x: float | None, spec: str = ".0f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def markdown(train: dict, infer: dict, photo: dict, command: str, started: str, load_before: str) -> str:
+    from autocolor.runtime import machine_name
+
+    lines = [
+        "# Speed benchmarks", "",
+        f"Machine: {machine_name()}. Date: {started}. Command: `{command}`.", "",
+        f"Software: {_versions()}.", "",
+        f"Load: {load_before} before, {load()} after. The machine was shared with other jobs, so every script "
+        "interleaves its contenders round by round and the ratios are medians of per-round ratios measured side "
+        "by side; absolute figures are lower than on a quiet machine. img/CPU-s (images per CPU-second used by "
+        f"the process, all threads) is the load-robust figure. Torch ran with {train['omp']}; TensorFlow uses its "
+        f"own thread pool. Threads: {train['threads']} for both.", "",
+    ]
+    if train["threads"] == 1:
+        lines += [
+            "One thread per process: on an oversubscribed machine oneDNN's bf16 (AMX) backward-weights kernels spin "
+            "at a barrier while their partner thread is descheduled (measured about 1 s instead of 17 ms per call for "
+            "the seed 64->3 head at batch 128), which makes multi-threaded bf16 training figures meaningless there; "
+            "one thread per process measures per-core speed for both frameworks.", "",
+        ]
+    lines += [
+        "## Seed autoencoder, CIFAR-10 32x32, batch 128", "",
+        "| what | autocolor img/s | Keras/TF img/s | ratio | autocolor img/CPU-s | Keras/TF img/CPU-s | ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def row(label: str, res: dict, name: str) -> str:
+        w, c, k = res["images_per_s"], res.get("images_per_cpu_s", {}), "keras/tf fp32"
+        rw = res.get("ratio_vs_keras", {}).get(name)
+        rc = res.get("cpu_ratio_vs_keras", {}).get(name)
+        return (f"| {label} | {_fmt(w.get(name))} | {_fmt(w.get(k))} | {_fmt(rw, '.2f')}x "
+                f"| {_fmt(c.get(name))} | {_fmt(c.get(k))} | {_fmt(rc, '.2f')}x |")
+
+    lines.append(row("training step, bf16 autocast", train, "autocolor bf16"))
+    lines.append(row("training step, fp32", train, "autocolor fp32"))
+    tr, keras_train = train.get("ratio_vs_keras", {}), train["images_per_s"].get("keras/tf fp32")
+    cmd = train.get("command")
+    if cmd:
+        key = "autocolor train command (metrics images_per_s)"
+        lines.append(f"| whole `autocolor train --model seed` ({cmd['images']} images, 1 epoch), its metrics.jsonl "
+                     f"images_per_s | {_fmt(cmd['images_per_s'])} | {_fmt(keras_train)} | "
+                     f"{_fmt(tr.get(key), '.2f')}x | | | |")
+        key = "autocolor train command (wall, incl. start-up + validation)"
+        lines.append(f"| same command over its whole wall time ({cmd['wall_s']:.1f} s incl. start-up, data "
+                     f"loading, validation) | {_fmt(cmd['wall_images_per_s'])} | {_fmt(keras_train)} | "
+                     f"{_fmt(tr.get(key), '.2f')}x | | | |")
+    for name in [k for k in infer["images_per_s"] if k != "keras/tf fp32"]:
+        lines.append(row(f"inference, {name.replace('autocolor ', 'autocolor torch ')}", infer, name))
+    if infer.get("compile"):
+        c = infer["compile"]
+        lines += ["", f"torch.compile (inductor, freezing) took {c['compile_s']:.1f} s to compile; its bf16 output "
+                  f"differs from eager bf16 by at most {c['max_abs_diff_vs_eager']:.1e}."]
+    lines += [
+        "", f"Training: {train['train_gflop_per_image']:.3f} GFLOP per image (3 x forward convolutions); measured "
+        f"2048^3 bf16 GEMM {train['gemm_bf16_gflops']:.0f} GFLOP/s; the bf16 training step reaches "
+        f"{train['gemm_fraction_bf16_step']:.0%} of it. Medians of {train['rounds']} interleaved rounds of "
+        f"{train['steps']} steps; inference {infer['rounds']} rounds of {infer['steps']} batches.", "",
+        "## 1-megapixel photo, end to end", "",
+        f"JPEG decode -> CIE L* -> model at long side {photo['size']} -> bilinear a*b* upsample -> Lab to sRGB -> "
+        f"JPEG encode, {photo['pixels']:,} pixels, median of {photo['rounds']} rounds, torch's default threads.", "",
+        "| backend | total s | decode | colorize | encode |", "|---|---:|---:|---:|---:|",
+    ]
+    for name, s in photo["seconds"].items():
+        lines.append(f"| {name} | {s['total']:.3f} | {s['decode']:.3f} | {s['colorize']:.3f} | {s['encode']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tiny smoke run of every script")
+    ap.add_argument("--out", default=None, help="markdown table (default benchmarks/RESULTS.md; with --quick "
+                    "benchmarks/results-quick/RESULTS.md)")
+    ap.add_argument("--results", default=None, help="folder for each script's JSON results (default "
+                    "benchmarks/results, with --quick benchmarks/results-quick)")
+    ap.add_argument("--only", nargs="*", choices=[Path(s).stem for s in SCRIPTS], default=None,
+                    help="rerun only these scripts; the others' results are read back from --results")
+    ap.add_argument("--omp-wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE", "default"],
+                    help="OMP_WAIT_POLICY for torch (PASSIVE: idle threads sleep instead of spinning, which matters "
+                         "on a shared machine; 'default' leaves the environment as it is)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads for torch and TensorFlow in the training and 32x32 inference benchmarks; 1 gives "
+                         "stable per-core figures on an oversubscribed machine (default: torch's default)")
+    args = ap.parse_args()
+    env = dict(os.environ)
+    if args.omp_wait_policy != "default":
+        env["OMP_WAIT_POLICY"] = args.omp_wait_policy
+    started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load_before = load()
+    command = shlex.join(["python", "benchmarks/run_all.py", *sys.argv[1:]])
+    folder = Path(args.results or HERE / ("results-quick" if args.quick else "results"))
+    out = Path(args.out or (folder / "RESULTS.md" if args.quick else HERE / "RESULTS.md"))
+    results = []
+    for script in SCRIPTS:
+        if args.only and Path(script).stem not in args.only:
+            results.append(json.loads((folder / f"{Path(script).stem}.json").read_text()))
+        else:
+            results.append(run(script, args.quick, folder, env, args.threads))
+    text = markdown(*results, command=command, started=started, load_before=load_before)
+    out.write_text(text)
+    print(f"\nwrote {out}\n\n{text}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""ONNX export: torch vs ONNX Runtime parity of the chroma path, dynamic axes, metadata and the CLI."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from autocolor.cli import main  # noqa: E402
+from autocolor.colour import greyscale  # noqa: E402
+from autocolor.errors import AutocolorError  # noqa: E402
+from autocolor.export import OnnxChroma, export_onnx  # noqa: E402
+from autocolor.models import build  # noqa: E402
+from autocolor.weights import save_model  # noqa: E402
+
+TOL = 1e-3  # a*, b* in Lab units (they span about +-110)
+
+
+def _model(name: str) -> torch.nn.Module:
+    """A deterministic model with non-trivial BatchNorm statistics (as after training), in eval mode."""
+    torch.manual_seed(0)
+    model = build(name)
+    gen = torch.Generator().manual_seed(1)
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.copy_(torch.rand(mod.num_features, generator=gen) - 0.5)
+            mod.running_var.copy_(torch.rand(mod.num_features, generator=gen) + 0.5)
+            mod.weight.data.copy_(torch.rand(mod.num_features, generator=gen) + 0.5)
+    return model.eval()
+
+
+def _photo_like(n: int, size: int) -> torch.Tensor:
+    """Model input of smooth, photo-like colour images: gradients, a disc and mild noise, through CIE L*."""
+    gen = torch.Generator().manual_seed(size)
+    ys, xs = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+    imgs = []
+    for i in range(n):
+        phase = 2 * math.pi * i / n
+        r = 0.5 + 0.4 * torch.sin(3 * xs + phase)
+        g = 0.3 + 0.6 * ys
+        b = ((xs - 0.5) ** 2 + (ys - 0.4) ** 2 < 0.08).float() * 0.7 + 0.1
+        rgb = torch.stack([r, g, b]) + 0.03 * torch.randn(3, size, size, generator=gen)
+        imgs.append(rgb.clamp(0, 1))
+    return greyscale(torch.stack(imgs))
+
+
+def _inputs(kind: str, size: int) -> torch.Tensor:
+    if kind == "random":
+        return torch.rand(4, 1, size, size, generator=torch.Generator().manual_seed(size))
+    return _photo_like(3, size)
+
+
+@pytest.fixture(scope="module")
+def seed_lab_export(tmp_path_factory):
+    model = _model("seed-lab")
+    path = export_onnx(model, tmp_path_factory.mktemp("onnx") / "seed-lab.onnx")
+    return model, OnnxChroma(path)
+
+
+@pytest.mark.parametrize("size", [32, 64])
+@pytest.mark.parametrize("kind", ["random", "photo"])
+def test_seed_lab_parity(seed_lab_export, kind, size):
+    model, session = seed_lab_export
+    L = _inputs(kind, size)
+    with torch.no_grad():
+        ref = model.chroma(L, model(L))
+    out = session(L)
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float32
+    assert out.shape == (len(L), 2, size, size)
+    assert ref.abs().max() > 1.0  # the comparison is not between two near-zero outputs
+    assert (out - ref).abs().max().item() < TOL
+
+
+def test_dynamic_batch_and_numpy_in_numpy_out(seed_lab_export):
+    model, session = seed_lab_export
+    L = _photo_like(1, 48)  # traced at 1x1x32x32: batch 5 and 48x48 exercise the dynamic axes
+    big = torch.cat([L] * 5)
+    out = session(big.numpy())
+    assert isinstance(out, np.ndarray) and out.shape == (5, 2, 48, 48)
+    with torch.no_grad():
+        ref = model.chroma(big, model(big)).numpy()
+    assert np.abs(out - ref).max() < TOL
+
+
+def test_metadata_and_kind(seed_lab_export):
+    _, session = seed_lab_export
+    assert session.kind == "ab"
+    assert session.meta["output"] == "ab" and session.meta["architecture"] == "seed-lab"
+
+
+def test_rgb_model_exports_raw_rgb_and_wrapper_returns_chroma(tmp_path):
+    model = _model("seed")
+    session = OnnxChroma(export_onnx(model, tmp_path / "seed.onnx"))
+    assert session.kind == "rgb"
+    L = _photo_like(2, 32)
+    raw = session.run(L.numpy())
+    assert raw.shape == (2, 3, 32, 32) and raw.min() >= 0 and raw.max() <= 1
+    with torch.no_grad():
+        ref = model.chroma(L, model(L))
+    assert (session(L) - ref).abs().max().item() < TOL
+
+
+def test_bad_inputs_are_user_errors(tmp_path, seed_lab_export):
+    _, session = seed_lab_export
+    with pytest.raises(AutocolorError):
+        session(torch.rand(1, 3, 32, 32))
+    with pytest.raises(AutocolorError):
+        export_onnx(_model("seed-lab"), tmp_path / "x.onnx", size=30)
+    with pytest.raises(AutocolorError):
+        OnnxChroma(tmp_path / "missing.onnx")
+
+
+def test_cli_export(tmp_path, capsys):
+    model = _model("seed-lab")
+    weights = save_model(model, tmp_path / "model.safetensors", {"name": "t"})
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--model", str(weights), "--format", "onnx", "-o", str(out), "--size", "64"]) == 0
+    assert "ab (a*b* in Lab units)" in capsys.readouterr().out
+    session = OnnxChroma(out)
+    L = _photo_like(2, 32)
+    with torch.no_grad():
+        ref = model.chroma(L, model(L))
+    assert (session(L) - ref).abs().max().item() < TOL
+    assert main(["export", "--model", str(tmp_path / "nope.safetensors"), "-o", str(out)]) == 1
+
+
+def test_onnx_colorizer_matches_torch_colorizer(tmp_path):
+    from PIL import Image
+
+    from autocolor.colorize import Colorizer
+    from autocolor.export import onnx_colorizer
+
+    model = _model("seed-lab")
+    path = export_onnx(model, tmp_path / "m.onnx", card={"name": "test"})
+    grey = (_photo_like(1, 96)[0, 0].numpy() * 255).astype(np.uint8)
+    image = Image.fromarray(grey[:, :80], "L")  # 96 x 80, not square
+    ours = np.asarray(onnx_colorizer(path, size=48).colorize(image)).astype(int)
+    ref = np.asarray(Colorizer(model=model, size=48).colorize(image)).astype(int)
+    assert ours.shape == ref.shape == (96, 80, 3)
+    assert np.abs(ours - ref).max() <= 1  # 8-bit rounding of outputs 1e-3 apart in Lab
+    assert onnx_colorizer(path).card == {"name": "test"}
+    with pytest.raises(AutocolorError, match="temperature"):
+        onnx_colorizer(path).colorize(image, temperature=0.5)
+
+
+def test_cli_colorize_with_onnx_backend(tmp_path, capsys):
+    from PIL import Image
+
+    model = _model("seed-lab")
+    weights = save_model(model, tmp_path / "model.safetensors", {"name": "t"})
+    onnx_path = tmp_path / "m.onnx"
+    assert main(["export", "--model", str(weights), "-o", str(onnx_path)]) == 0
+    src = tmp_path / "in" / "photo.png"
+    src.parent.mkdir()
+    Image.fromarray((_photo_like(1, 64)[0, 0].numpy() * 255).astype(np.uint8), "L").save(src)
+    for backend, spec in (("onnx", onnx_path), ("torch", weights)):
+        args = ["colorize", str(src), "-o", str(tmp_path / backend), "--model", str(spec), "--size", "32"]
+        assert main([*args, "--backend", backend]) == 0
+    ours = np.asarray(Image.open(tmp_path / "onnx" / "photo.png")).astype(int)
+    ref = np.asarray(Image.open(tmp_path / "torch" / "photo.png")).astype(int)
+    assert ours.shape == ref.shape == (64, 64, 3) and np.abs(ours - ref).max() <= 1
+    capsys.readouterr()
+    bad = ["colorize", str(src), "-o", str(tmp_path / "x"), "--model", str(weights), "--backend", "onnx"]
+    assert main(bad) == 1
+    assert "FILE.onnx" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["unet", "unet-vivid"])
+def test_other_architectures_export_their_chroma(tmp_path, name):
+    """Models that do not predict a*b* directly (e.g. colour-bin classifiers) export ``chroma(L, model(L))`` whole."""
+    model = _model(name)
+    session = OnnxChroma(export_onnx(model, tmp_path / f"{name}.onnx"))
+    assert session.kind == "ab"
+    for size in (32, 64):
+        L = _photo_like(2, size)
+        with torch.no_grad():
+            ref = model.chroma(L, model(L))
+        out = session(L)
+        assert out.shape == (2, 2, size, size)
+        assert (out - ref).abs().max().item() < TOL
