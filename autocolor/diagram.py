@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from autocolor.files import atomic_write_bytes
+from autocolor.plots import save_figure
 
 COLOURS = {"Conv2d": "#8ecae6", "ConvTranspose2d": "#ffb703", "BatchNorm2d": "#d9d9d9", "ReLU": "#b7e4c7",
            "MaxPool2d": "#f4a261", "Upsample": "#e9c46a", "Sigmoid": "#cdb4db", "Tanh": "#cdb4db"}
@@ -67,9 +66,4 @@ def draw(model: nn.Module, path: str | Path, title: str = "") -> Path:
         ax.add_patch(plt.Rectangle((0.2, y - 0.4), 6.3, 0.8, color=COLOURS.get(kind, "#eeeeee")))
         ax.text(0.35, y, desc, va="center", fontsize=7, family="monospace")
         ax.text(6.7, y, "x".join(map(str, shape)), va="center", fontsize=7, family="monospace")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(Path(path), buf.getvalue())
-    return Path(path)
+    return save_figure(fig, path)

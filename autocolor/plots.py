@@ -61,6 +61,13 @@ def loss_curve(records: list[dict], path: Path) -> Path:
     ax2.plot(epochs, [r["val_psnr"] for r in records], "^--", color="tab:green", label="val PSNR")
     ax2.set_ylabel("validation PSNR (dB)")
     ax2.legend(loc="upper right")
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Write a matplotlib figure as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
