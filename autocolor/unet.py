@@ -36,8 +36,9 @@ class UNet(ColorNet):
     output = "ab"
 
     def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), out_channels: int = 2,
-                 objective: str = "mse") -> None:
+                 objective: str = "mse", flip_tta: bool = False) -> None:
         super().__init__()
+        self.flip_tta = flip_tta
         if objective not in ("mse", "psnr"):
             raise ValueError(f"unknown objective {objective!r}")
         self.objective = objective
@@ -58,7 +59,10 @@ class UNet(ColorNet):
         return x
 
     def forward(self, L: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(L))
+        out = self.head(self.features(L))
+        if self.flip_tta and not self.training:  # inference only: average with the mirrored prediction
+            out = 0.5 * (out + self.head(self.features(L.flip(-1))).flip(-1))
+        return out
 
     def loss(self, raw: torch.Tensor, lab: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
         if self.objective == "mse":
@@ -149,9 +153,10 @@ class VividUNet(UNet):
 
 
 @register("unet")
-def unet(widths: tuple[int, ...] = (32, 64, 128, 256), objective: str = "psnr") -> UNet:
-    """Fidelity U-Net: a*b* regression (default objective: mean per-image PSNR)."""
-    return UNet(widths, objective=objective)
+def unet(widths: tuple[int, ...] = (32, 64, 128, 256), objective: str = "psnr", flip_tta: bool = False) -> UNet:
+    """Fidelity U-Net: a*b* regression (default objective: mean per-image PSNR); ``flip_tta`` averages the
+    prediction with that of the mirrored input at inference."""
+    return UNet(widths, objective=objective, flip_tta=flip_tta)
 
 
 @register("unet-vivid")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 from pathlib import Path
 
 from autocolor.evaluate import evaluate
@@ -37,6 +39,7 @@ def main() -> None:
         card = json.loads(card_path.read_text())
         card["config"]["temperature"] = best[0]
         card["temperature_selection"] = {"split": "val", "rule": "best PSNR with delta colourfulness <= 2",
+                                         "command": shlex.join(["python", "benchmarks/tune_vivid.py", *sys.argv[1:]]),
                                          "table": [dict(zip(["temperature", "psnr", "delta_colorfulness",
                                                              "colorfulness", "grey_psnr"], r, strict=True))
                                                    for r in rows]}
