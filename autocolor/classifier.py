@@ -1,6 +1,6 @@
 """A small CIFAR-10 classifier used as a measuring instrument: semantic accuracy of colorized images.
 
-Train it with ``python -m autocolor.classifier --epochs 15 --out autocolor/weights/instruments/classifier.safetensors``.
+Train it with ``python -m autocolor.classifier --epochs 8 --out autocolor/bundled/instruments/classifier.safetensors``.
 """
 
 from __future__ import annotations

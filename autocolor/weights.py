@@ -15,7 +15,7 @@ from autocolor.errors import AutocolorError
 from autocolor.files import atomic_write_bytes
 from autocolor.models import build, count_params
 
-BUNDLED = Path(__file__).with_name("weights")
+BUNDLED = Path(__file__).with_name("bundled")  # data folder of shipped weights + cards
 
 
 def save_model(model: nn.Module, path: Path, card: dict) -> Path:

@@ -1,4 +1,4 @@
-"""Copy a finished training run into the package as a bundled model: autocolor/weights/NAME.{safetensors,json}.
+"""Copy a finished training run into the package as a bundled model: autocolor/bundled/NAME.{safetensors,json}.
 
 Usage: python scripts/bundle.py RUN_DIR NAME
 """
