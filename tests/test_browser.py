@@ -61,12 +61,23 @@ def page(url):
             browser.close()
 
 
+def upload(page, url: str, path: Path) -> None:
+    """Choose ``path`` in the upload widget and wait until the page shows it (reload and retry if it stalls)."""
+    for _ in range(3):
+        page.goto(url)
+        page.locator("#upload input[type=file]").set_input_files(str(path))
+        try:
+            page.locator("#upload").get_by_text(path.name).first.wait_for(timeout=20_000)
+            return
+        except sync_api.TimeoutError:
+            continue
+    raise AssertionError(f"the page never showed the uploaded {path.name}")
+
+
 def test_upload_colorize_and_fetch(page, url, tmp_path: Path) -> None:
     src = tmp_path / "grey.png"
     Image.fromarray(np.tile(np.linspace(30, 220, W).astype(np.uint8), (H, 1)), "L").save(src)
-    page.goto(url)
-    page.locator("#upload input[type=file]").set_input_files(str(src))
-    page.locator("#upload").get_by_text("grey.png").first.wait_for()  # upload finished
+    upload(page, url, src)
     page.locator("#colorize").click()
     img = page.locator("#result img").first
     img.wait_for(state="visible")
@@ -86,9 +97,7 @@ def test_upload_colorize_and_fetch(page, url, tmp_path: Path) -> None:
 def test_bad_upload_shows_error(page, url, tmp_path: Path) -> None:
     bad = tmp_path / "broken.png"
     bad.write_text("this is not an image")
-    page.goto(url)
-    page.locator("#upload input[type=file]").set_input_files(str(bad))
-    page.locator("#upload").get_by_text("broken.png").first.wait_for()
+    upload(page, url, bad)
     page.locator("#colorize").click()
     page.get_by_text("broken.png: not an image").first.wait_for()
     assert page.locator("#result img").count() == 0
