@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from autocolor.evaluate import evaluate
+from autocolor.plots import save_figure
 from autocolor.runtime import machine_name
 from autocolor.weights import BUNDLED, bundled_names
 
@@ -40,9 +41,7 @@ def time_to_quality(card: dict, path: Path) -> None:
     ax.set_xlabel("training seconds")
     ax.set_ylabel("validation PSNR (dB)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:

@@ -92,12 +92,17 @@ def fake_cifar(tmp_path: Path) -> Path:
     return tmp_path / "fake"
 
 
-@pytest.fixture
-def closed_port() -> int:
-    """A localhost TCP port with nothing listening on it (connections are refused at once)."""
+def free_port() -> int:
+    """A localhost TCP port with nothing listening on it now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A localhost TCP port with nothing listening on it (connections are refused at once)."""
+    return free_port()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,8 @@ from PIL import Image
 gr = pytest.importorskip("gradio")
 client_mod = pytest.importorskip("gradio_client")
 
+from conftest import free_port  # noqa: E402
+
 from autocolor.app import build_app, launch  # noqa: E402
 from autocolor.models import build  # noqa: E402
 from autocolor.weights import save_model  # noqa: E402
@@ -20,12 +21,6 @@ from autocolor.weights import save_model  # noqa: E402
 H, W = 40, 56
 pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),  # gradio's own pandas use
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

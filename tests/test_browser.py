@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,8 @@ if not Path(CHROMIUM).is_file():
 pytest.importorskip("gradio")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install playwright)")
 
+from conftest import free_port  # noqa: E402
+
 from autocolor.app import build_app, launch  # noqa: E402
 from autocolor.models import build  # noqa: E402
 from autocolor.weights import save_model  # noqa: E402
@@ -31,12 +32,6 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
