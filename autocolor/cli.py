@@ -38,6 +38,8 @@ def cli() -> None:
               show_default=True, help="Seeded fraction of --images held out when there is no --val-images.")
 @click.option("--workers", type=click.IntRange(0), default=4, show_default=True,
               help="DataLoader worker processes decoding --images (per training process).")
+@click.option("--shift", type=click.IntRange(0, 8), default=0, show_default=True, metavar="N",
+              help="CIFAR-10 augmentation: random translations of up to N pixels (mirrored borders).")
 @click.option("--sync-bn", is_flag=True, help="SyncBatchNorm across processes under torchrun (CUDA only).")
 @click.option("--out", default=None, metavar="DIR", help="Run folder (default runs/MODEL).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
@@ -50,8 +52,8 @@ def cli() -> None:
 @click.option("--model-config", default=None, metavar="JSON",
               help='Architecture options, e.g. \'{"widths": [24, 48, 96, 192]}\'.')
 @click.option("--list", "list_models", is_flag=True, help="List the registered architectures and exit.")
-def train(model, epochs, batch_size, lr, max_images, images, image_size, val_images, val_fraction, workers, sync_bn,
-          out, resume, stop_after, device, precision, seed, data, model_config, list_models) -> None:
+def train(model, epochs, batch_size, lr, max_images, images, image_size, val_images, val_fraction, workers, shift,
+          sync_bn, out, resume, stop_after, device, precision, seed, data, model_config, list_models) -> None:
     """Train a colorizer on CIFAR-10 or your own image folder; runs on many GPUs/machines under torchrun.
 
     Validation uses a held-out part of the training set (or --val-images). For several processes:
@@ -68,11 +70,14 @@ def train(model, epochs, batch_size, lr, max_images, images, image_size, val_ima
                       out=out or f"runs/{model}", resume=resume, device=device, precision=precision, seed=seed,
                       data=data, stop_after=stop_after, command=shlex.join(["autocolor", *sys.argv[1:]]),
                       images=images, val_images=val_images, val_fraction=val_fraction, image_size=image_size,
-                      workers=workers, sync_bn=sync_bn, model_config=_json_object(model_config, "--model-config"))
+                      workers=workers, sync_bn=sync_bn, shift=shift,
+                      model_config=_json_object(model_config, "--model-config"))
     if image_size and not images:
         raise AutocolorError("--image-size applies to --images folders (CIFAR-10 images are 32x32)")
     if val_images and not images:
         raise AutocolorError("--val-images needs --images DIR")
+    if shift and images:
+        raise AutocolorError("--shift applies to CIFAR-10 (--images folders are already randomly cropped)")
     run(cfg, log=click.echo)
 
 
@@ -96,12 +101,18 @@ def _json_object(text: str | None, flag: str) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--grid", default=None, metavar="FILE.png", help="Grid PNG path (default eval-NAME.png).")
 @DEVICE
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="auto: bf16 where the CPU/GPU runs it natively, else fp32.")
 @click.option("--saturation", type=click.FloatRange(0), default=1.0, show_default=True)
+@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=None,
+              help="Softmax temperature for classification models (e.g. vivid) [default: the card's].")
+@click.option("--boost", type=click.FloatRange(0), default=None,
+              help="Per-image colour boost strength of classification models (0 = off) [default: the card's].")
 @DATA
 @click.option("--images", default=None, metavar="DIR",
               help="Score on the colour images under DIR (centre crops at the model's image size), not CIFAR-10.")
-def evaluate(model, split, max_images, as_json, grid, device, precision, saturation, data, images) -> None:
+def evaluate(model, split, max_images, as_json, grid, device, precision, saturation, temperature, boost, data,
+             images) -> None:
     """Score a trained model against the grey input (PSNR, SSIM, colourfulness, AuC)."""
     from pathlib import Path
 
@@ -109,7 +120,8 @@ def evaluate(model, split, max_images, as_json, grid, device, precision, saturat
 
     grid = grid or f"eval-{Path(model).stem if Path(model).suffix else Path(model).name}.png"
     res = run(model, split=split, max_images=max_images, data=data, device=device, precision=precision,
-              grid=grid, progress=not as_json, saturation=saturation, images=images)
+              grid=grid, progress=not as_json, saturation=saturation, images=images,
+              **{k: v for k, v in (("temperature", temperature), ("boost", boost)) if v is not None})
     if as_json:
         click.echo(json.dumps(res))
         return
@@ -146,11 +158,13 @@ def diagram(model, output) -> None:
 @DEVICE
 @click.option("--temperature", type=click.FloatRange(0, min_open=True), default=None,
               help="Softmax temperature for classification models (e.g. vivid); ignored by others.")
+@click.option("--boost", type=click.FloatRange(0), default=None,
+              help="Per-image colour boost strength for classification models (0 = off) [default: the card's].")
 @click.option("--max-pixels", type=click.IntRange(1), default=None, metavar="N",
               help="Refuse images with more pixels (decompression bombs) [default: 64000000].")
 @click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               help="onnx: run --model FILE.onnx (made by `autocolor export`) with ONNX Runtime on the CPU.")
-def colorize(inputs, outdir, model, saturation, size, fmt, overwrite, device, temperature, max_pixels,
+def colorize(inputs, outdir, model, saturation, size, fmt, overwrite, device, temperature, boost, max_pixels,
              backend) -> None:
     """Colorize photos of any size: files, folders (recursive) or globs; inputs are never overwritten."""
     from pathlib import Path
@@ -177,11 +191,13 @@ def colorize(inputs, outdir, model, saturation, size, fmt, overwrite, device, te
 
         if not str(model).endswith(".onnx"):
             raise AutocolorError("--backend onnx needs --model FILE.onnx (make one with `autocolor export`)")
-        if temperature is not None or device not in ("auto", "cpu"):
-            raise AutocolorError("--backend onnx runs on the CPU and has no --temperature")
+        if temperature is not None or boost is not None or device not in ("auto", "cpu"):
+            raise AutocolorError("--backend onnx runs on the CPU and has no --temperature or --boost (they are "
+                                 "fixed in the exported graph)")
         col = onnx_colorizer(model, **settings)
     else:
-        col = Colorizer.load(model, device=device, notice=say("note"), temperature=temperature, **settings)
+        col = Colorizer.load(model, device=device, notice=say("note"), temperature=temperature, boost=boost,
+                             **settings)
     out.mkdir(parents=True, exist_ok=True)
     written, errors = col.colorize_files(files, plan_outputs(files, out, fmt), overwrite=overwrite,
                                          progress=sys.stderr.isatty(), report=say("error"), notice=say("note"))
@@ -207,7 +223,8 @@ def export(model, fmt, output, size, opset) -> None:
     from autocolor.export import export_onnx
     from autocolor.weights import load_model
 
-    net, card = load_model(resolve_model(model, lambda msg: click.echo(f"autocolor: note: {msg}", err=True)))
+    net, card = load_model(resolve_model(model, lambda msg: click.echo(f"autocolor: note: {msg}", err=True)),
+                           fuse=True)  # BatchNorm folded: fewer nodes in the graph, same outputs
     path = export_onnx(net, output, size=size, opset=opset, card=card)
     click.echo(f"{path}: {fmt}, opset {opset}, input L (N, 1, H, W) = L*/100, output "
                f"{'ab (a*b* in Lab units)' if net.output == 'ab' else 'rgb (raw sRGB in [0, 1])'}")

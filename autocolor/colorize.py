@@ -19,7 +19,9 @@ from PIL import Image
 
 from autocolor.colour import greyscale, lab_from, saturate, to_uint8
 from autocolor.errors import AutocolorError
+from autocolor.fuse import fuse_for_inference, is_fused
 from autocolor.imageio import DEFAULT_MAX_PIXELS, ImageError, Photo, from_array, from_pil, read_image, to_pil
+from autocolor.runtime import autocast, pick_precision
 
 # Long side of the model's input. Measured with benchmarks/colorize_size.py on the sample photos: PSNR/SSIM/AuC
 # peak at 64-128 for the seed model (CIFAR-trained, 32x32) and larger sizes add false blue/green blotches;
@@ -93,7 +95,11 @@ def _upsample_rows(ab_w: torch.Tensor, r0: int, r1: int, height: int) -> torch.T
 
 @dataclass
 class Colorizer:
-    """A loaded model plus the settings used to colour photos. Build one with ``Colorizer.load``."""
+    """A loaded model plus the settings used to colour photos. Build one with ``Colorizer.load``.
+
+    A torch ``model`` is used with its BatchNorm folded into the convolutions (``autocolor.fuse``): a folded
+    copy is made when it is not folded already, so the model passed in is left as it was.
+    """
 
     model: torch.nn.Module
     card: dict = field(default_factory=dict)
@@ -101,12 +107,18 @@ class Colorizer:
     size: int = DEFAULT_SIZE
     saturation: float = 1.0
     temperature: float | None = None
+    boost: float | None = None  # per-image colour boost of classification models (None: the card's)
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     name: str = "model"
+    precision: str = "auto"  # bf16 autocast where the hardware runs it natively (runtime.pick_precision)
 
     def __post_init__(self) -> None:
+        if isinstance(self.model, torch.nn.Module) and not is_fused(self.model):
+            self.model = fuse_for_inference(self.model)
         self.model.eval()
         self.device = torch.device(self.device)
+        self.precision = pick_precision(self.precision, self.device) if isinstance(self.model, torch.nn.Module) \
+            else "fp32"
 
     @classmethod
     def load(cls, spec: str | os.PathLike = "default", device: str = "auto",
@@ -120,7 +132,7 @@ class Colorizer:
 
         dev = pick_device(device)
         spec = resolve_model(str(spec), notice)
-        model, card = load_model(spec, dev)
+        model, card = load_model(spec, dev, fuse=True)
         if settings.get("size") is None:
             settings["size"] = int(card.get("colorize_size") or DEFAULT_SIZE)
         if settings["size"] < 8:
@@ -147,7 +159,7 @@ class Colorizer:
 
     @torch.no_grad()
     def colorize(self, image: ImageLike, *, saturation: float | None = None,
-                 temperature: float | None = None) -> Image.Image:
+                 temperature: float | None = None, boost: float | None = None) -> Image.Image:
         """Colorize one image; returns a PIL RGB image (RGBA when the input had alpha) of the input's size."""
         photo = self.photo(image)
         sat = self.saturation if saturation is None else saturation
@@ -158,8 +170,10 @@ class Colorizer:
         small = Image.fromarray(L.numpy(), "F").resize((w, h), Image.Resampling.BILINEAR)
         x = torch.from_numpy(np.asarray(small, dtype=np.float32).copy()).clamp_(0, 1).view(1, 1, h, w)
         x = x.to(self.device)
-        opts = {} if temp is None else {"temperature": temp}
-        raw = self.model(x.contiguous(memory_format=torch.channels_last))
+        bst = self.boost if boost is None else boost
+        opts = {k: v for k, v in (("temperature", temp), ("boost", bst)) if v is not None}
+        with autocast(self.device, self.precision):
+            raw = self.model(x.contiguous(memory_format=torch.channels_last))
         ab = saturate(self.model.chroma(x, raw, **opts).float(), sat).cpu()
         ab_w = F.interpolate(ab, size=(h, width), mode="bilinear", align_corners=False)
         out = np.empty((height, width, 3), dtype=np.uint8)

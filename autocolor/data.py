@@ -139,16 +139,33 @@ def class_names(data_dir: str | os.PathLike | None = None) -> list[str]:
     return [n.decode() for n in meta[b"label_names"]]
 
 
-def epoch_batches(split: Split, batch_size: int, seed: int, epoch: int, augment: bool = True,
-                  shard: tuple[int, int] = (0, 1)):
-    """Yield uint8 image batches (and labels) for one epoch: seeded shuffle, bulk horizontal flips.
+def shift_images(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Translate each image of ``images`` (N, C, H, W) by (dy[i], dx[i]) pixels, mirroring at the borders."""
+    n, _, h, w = images.shape
 
-    The order and flips depend only on (seed, epoch), so a resumed run sees exactly the same batches.
+    def mirror(idx: torch.Tensor, size: int) -> torch.Tensor:
+        idx = idx.abs()  # reflect below 0 (edge pixel not repeated), then above size - 1
+        return torch.where(idx > size - 1, 2 * (size - 1) - idx, idx)
+
+    rows = mirror(torch.arange(h)[None] - dy[:, None], h)  # (N, H): source row of each output row
+    cols = mirror(torch.arange(w)[None] - dx[:, None], w)
+    out = images[torch.arange(n)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (N, H, W, C)
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def epoch_batches(split: Split, batch_size: int, seed: int, epoch: int, augment: bool = True,
+                  shard: tuple[int, int] = (0, 1), shift: int = 0):
+    """Yield uint8 image batches (and labels) for one epoch: seeded shuffle, bulk horizontal flips and,
+    with ``shift=S``, random translations of up to S pixels each way (mirrored borders).
+
+    The order, flips and shifts depend only on (seed, epoch), so a resumed run sees exactly the same batches.
     ``shard=(rank, world)`` gives each process its slice of every global batch (for DDP).
     """
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     order = torch.randperm(len(split), generator=gen)
     flips = torch.rand(len(split), generator=gen) < 0.5
+    if shift:  # drawn after the flips, so runs without shifts see the same order and flips as before
+        offsets = torch.randint(-shift, shift + 1, (len(split), 2), generator=gen)
     rank, world = shard
     n_batches = len(split) // batch_size
     for b in range(n_batches):
@@ -157,4 +174,6 @@ def epoch_batches(split: Split, batch_size: int, seed: int, epoch: int, augment:
         if augment:
             f = flips[idx]
             imgs[f] = imgs[f].flip(-1)
+            if shift:
+                imgs = shift_images(imgs, offsets[idx, 0], offsets[idx, 1])
         yield imgs, split.labels[idx]

@@ -13,7 +13,7 @@ from autocolor.data import load_split
 from autocolor.inference import colorize_all
 from autocolor.metrics import ab_error_cdf, auc, colourfulness, psnr, ssim
 from autocolor.plots import save_png, tiled_grid
-from autocolor.runtime import pick_device
+from autocolor.runtime import pick_device, pick_precision
 from autocolor.weights import load_model
 
 GRID_INDICES = list(range(32))
@@ -49,7 +49,7 @@ class _Accumulator:
 
 
 def evaluate(spec: str | os.PathLike, split: str = "test", max_images: int | None = None,
-             data: str | None = None, device: str = "auto", precision: str = "fp32",
+             data: str | None = None, device: str = "auto", precision: str = "auto",
              grid: str | os.PathLike | None = None, progress: bool = True,
              images: str | os.PathLike | None = None, workers: int = 2, **opts) -> dict:
     """Metrics of model ``spec`` on ``split`` (outputs rounded to 8 bits first) and of the grey input.
@@ -59,7 +59,8 @@ def evaluate(spec: str | os.PathLike, split: str = "test", max_images: int | Non
     With ``images=DIR`` the colour images of a folder are scored instead (see ``evaluate_folder``).
     """
     dev = pick_device(device)
-    model, card = load_model(spec, dev)
+    precision = pick_precision(precision, dev)
+    model, card = load_model(spec, dev, fuse=True)  # BatchNorm folded into the convolutions
     if images is not None:
         return evaluate_folder(model, card, spec, images, max_images=max_images, device=dev, precision=precision,
                                grid=grid, progress=progress, workers=workers, **opts)
@@ -82,6 +83,7 @@ def evaluate(spec: str | os.PathLike, split: str = "test", max_images: int | Non
                     truth_correct += int((clf(target).argmax(1) == lab).sum())
     cf_truth /= len(images)
     result = {"model": str(spec), "architecture": card["architecture"], "split": split, "n_images": len(images),
+              "precision": precision,
               **pred_acc.result(cf_truth), "grey_baseline": grey_acc.result(cf_truth),
               "ground_truth": {"colorfulness": round(cf_truth, 4)}}
     if clf is not None:
@@ -99,7 +101,7 @@ def evaluate(spec: str | os.PathLike, split: str = "test", max_images: int | Non
 
 
 def evaluate_folder(model, card: dict, spec: str | os.PathLike, folder: str | os.PathLike,
-                    max_images: int | None = None, device: torch.device | str = "cpu", precision: str = "fp32",
+                    max_images: int | None = None, device: torch.device | str = "cpu", precision: str = "auto",
                     grid: str | os.PathLike | None = None, progress: bool = True, workers: int = 2,
                     **opts) -> dict:
     """Score a loaded model on the colour images under ``folder``: centre crops at the card's image size.
@@ -111,6 +113,7 @@ def evaluate_folder(model, card: dict, spec: str | os.PathLike, folder: str | os
     from autocolor.inference import colorize_batch
 
     size = int(card.get("image_size") or card.get("training", {}).get("image_size") or 32)
+    precision = pick_precision(precision, torch.device(device))
     found = scan(folder, workers)
     files = found.files[:max_images] if max_images else found.files
     dataset = FolderDataset(files, size, train=False)
@@ -128,7 +131,7 @@ def evaluate_folder(model, card: dict, spec: str | os.PathLike, folder: str | os
             bar.update(len(target))
     cf_truth /= len(files)
     result = {"model": str(spec), "architecture": card["architecture"], "split": "folder", "images": found.root,
-              "image_size": size, "n_images": len(files), **pred_acc.result(cf_truth),
+              "image_size": size, "n_images": len(files), "precision": precision, **pred_acc.result(cf_truth),
               "grey_baseline": grey_acc.result(cf_truth), "ground_truth": {"colorfulness": round(cf_truth, 4)},
               "skipped": {"greyscale": len(found.grey), "unreadable": len(found.bad)}}
     if grid:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import shlex
 import signal
 import time
@@ -63,6 +64,7 @@ class TrainConfig:
     image_size: int | None = None  # square crop side for folders (CIFAR-10 is always 32)
     workers: int = 4
     sync_bn: bool = False
+    shift: int = 0  # CIFAR-10 augmentation: random translations of up to this many pixels
 
 
 class _StopFlag:
@@ -158,6 +160,16 @@ def _epoch_outputs(out: Path, model, val, records: list[dict], epoch: int, devic
     save_png(tiled_grid([grey, pred, images]), out / "samples" / f"epoch_{epoch:03d}.png")
 
 
+def _launch_prefix(info: ddp.DistInfo) -> str:
+    """``torchrun ... -m `` for a run of several processes on one machine (the card's command must replay it)."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", info.world))
+    if not info.enabled:
+        return ""
+    if local == info.world:
+        return f"OMP_NUM_THREADS={torch.get_num_threads()} torchrun --standalone --nproc-per-node={local} -m "
+    return f"torchrun --nnodes={info.world // local} --nproc-per-node={local} ... -m "
+
+
 def _replay_command(command: str) -> str:
     """The command that reproduces the run from scratch: ``--resume`` and ``--stop-after N`` dropped."""
     words, out = shlex.split(command), []
@@ -194,7 +206,8 @@ def _cifar_data(cfg: TrainConfig, info: ddp.DistInfo, device: torch.device) -> _
 
     def batches(epoch: int, start: int) -> Iterator[torch.Tensor]:
         shard = (info.rank, info.world)
-        for i, (imgs, _) in enumerate(epoch_batches(train_split, cfg.batch_size, cfg.seed, epoch, shard=shard)):
+        for i, (imgs, _) in enumerate(epoch_batches(train_split, cfg.batch_size, cfg.seed, epoch, shard=shard,
+                                                    shift=cfg.shift)):
             if i >= start:
                 yield imgs.pin_memory() if pin else imgs
 
@@ -299,7 +312,7 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
         ck = ddp.run_on_main(info, lambda: _load_checkpoint(out / CHECKPOINT))  # one file, sent to every rank
         # these fix the model, the LR schedule's length and the data order, so they must not change on resume
         fixed = ("model", "model_config", "epochs", "batch_size", "max_images", "seed", "images", "val_images",
-                 "val_fraction", "image_size")
+                 "val_fraction", "image_size", "shift")
         was = {k: ck["config"].get(k, getattr(TrainConfig(), k)) for k in fixed}  # older checkpoints: defaults
         changed = [f"--{k.replace('_', '-')} {was[k]} (now {getattr(cfg, k)})" for k in fixed
                    if was[k] != getattr(cfg, k)]
@@ -396,11 +409,11 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
                 log(f"stopping after {run_epochs} epoch(s) as asked; continue with --resume")
                 return out
     card = {"name": cfg.model, "metrics": {"validation": records[-1]},
-            "training": {"command": _replay_command(cfg.command),
+            "training": {"command": _launch_prefix(info) + _replay_command(cfg.command),
                          "data": data.description, "image_size": data.image_size, "epochs": cfg.epochs,
                          "batch_size": cfg.batch_size, "batch_size_is_global": True, "processes": info.world,
-                         "sync_bn": cfg.sync_bn and info.enabled, "lr": cfg.lr, "precision": precision,
-                         "device": str(device),
+                         "sync_bn": cfg.sync_bn and info.enabled, "lr": cfg.lr, "shift": cfg.shift,
+                         "precision": precision, "device": str(device),
                          "seed": cfg.seed, "seconds": round(elapsed, 1), "machine": machine_name()}}
     card["image_size"] = data.image_size  # the crop size it was trained at (colorize/evaluate --images use it)
     if info.is_main:

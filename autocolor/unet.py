@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from kornia.color import lab_to_rgb as lab_to_rgb_unclipped_k
 from torch import nn
 
-from autocolor.colour import AB_SCALE, rgb_to_lab, to_float
+from autocolor.colour import AB_SCALE, lab_to_rgb, rgb_to_lab, to_float
+from autocolor.metrics import colourfulness
 from autocolor.nets import ColorNet
 from autocolor.registry import register
 
@@ -36,7 +37,7 @@ class UNet(ColorNet):
     output = "ab"
 
     def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), out_channels: int = 2,
-                 objective: str = "mse", flip_tta: bool = False) -> None:
+                 objective: str = "mse", flip_tta: bool = False, context: bool = False) -> None:
         super().__init__()
         self.flip_tta = flip_tta
         if objective not in ("mse", "psnr"):
@@ -47,6 +48,9 @@ class UNet(ColorNet):
         self.down.extend(double_conv(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
         self.up = nn.ModuleList(double_conv(b + a, a) for a, b in zip(widths[:-1], widths[1:], strict=True))
         self.head = nn.Conv2d(widths[0], out_channels, 1)
+        # optional image-level context (Iizuka et al. 2016 style): pooled bottleneck -> MLP -> added everywhere
+        self.context = nn.Sequential(nn.Linear(widths[-1], widths[-1]), nn.ReLU(inplace=True),
+                                     nn.Linear(widths[-1], widths[-1])) if context else None
 
     def features(self, L: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -54,6 +58,8 @@ class UNet(ColorNet):
         for i, block in enumerate(self.down):
             x = block(x if i == 0 else F.max_pool2d(x, 2))
             skips.append(x)
+        if self.context is not None:
+            x = x + self.context(x.mean((2, 3)))[:, :, None, None]
         for block, skip in zip(reversed(self.up), reversed(skips[-1 - len(self.up):-1]), strict=True):
             x = block(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skip], dim=1))
         return x
@@ -103,15 +109,19 @@ class VividUNet(UNet):
     """
 
     output = "bins"
+    head_stride = 2  # the bin distribution is predicted at half resolution
 
     def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), temperature: float = 0.38,
-                 rebalance: float = 0.5) -> None:
+                 rebalance: float = 0.5, calibrate: bool = False, boost: float = 0.0,
+                 context: bool = False) -> None:
         centres = gamut_bins()
-        super().__init__(widths, out_channels=len(centres), objective="mse")
+        super().__init__(widths, out_channels=len(centres), objective="mse", context=context)
         self.up = self.up[1:]
         self.head = nn.Conv2d(tuple(widths)[1], len(centres), 1)
         self.temperature = temperature
         self.rebalance = rebalance
+        self.calibrate = calibrate
+        self.boost = boost
         self.register_buffer("centres", centres)
         self.register_buffer("class_weight", torch.ones(len(centres)))
         r = torch.arange(-110.0, 110.0 + 1e-3, GRID)
@@ -145,22 +155,53 @@ class VividUNet(UNet):
         target = self.nearest_bin(F.avg_pool2d(lab[:, 1:], lab.shape[-1] // raw.shape[-1]))
         return F.cross_entropy(raw.float(), target, weight=self.class_weight)
 
-    def chroma(self, L: torch.Tensor, raw: torch.Tensor, temperature: float | None = None, **opts) -> torch.Tensor:
+    def chroma(self, L: torch.Tensor, raw: torch.Tensor, temperature: float | None = None,
+               boost: float | None = None, calibrate: bool | None = None, **opts) -> torch.Tensor:
+        """Annealed mean of the bin distribution; ``boost`` > 0 then scales each image's chroma (see below).
+
+        ``None`` options take the model's own settings (from its card)."""
         t = self.temperature if temperature is None else temperature
-        p = torch.softmax(raw.float() / max(t, 1e-3), dim=1)
+        logits = raw.float()
+        if self.calibrate if calibrate is None else calibrate:
+            # undo the rebalancing: weighted cross-entropy learns p * w, so p ~ softmax(logits - log w)
+            logits = logits - self.class_weight.log()[None, :, None, None]
+        p = torch.softmax(logits / max(t, 1e-3), dim=1)
         ab = torch.einsum("nqhw,qc->nchw", p, self.centres)
+        b = self.boost if boost is None else boost
+        if b > 0:
+            ab = ab * self.boost_factor(L, p, ab, b)
         return F.interpolate(ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
+
+    def boost_factor(self, L: torch.Tensor, p: torch.Tensor, ab: torch.Tensor, strength: float) -> torch.Tensor:
+        """Per-image chroma scale s >= 1 trading expected error for colourfulness (shape (N, 1, 1, 1)).
+
+        With mean ``ab`` and per-pixel variance v of the predicted distribution, scaling by s has expected
+        squared a*b* error v + (s-1)^2 |ab|^2 and colourfulness about s * c (c: Hasler-Suesstrunk of the
+        unscaled image). Each image takes the s on a grid in [1, 5] minimising log(expected error + 1) -
+        strength * s * c. A certain prediction stays as it is (any boost is pure error); where the expected
+        error is large anyway, extra colour costs little PSNR and is added.
+        """
+        var = (torch.einsum("nqhw,q->nhw", p, self.centres.pow(2).sum(1)) - ab.pow(2).sum(1)).clamp_min(0)
+        v, m2 = var.flatten(1).mean(1), ab.pow(2).sum(1).flatten(1).mean(1)
+        small = F.avg_pool2d(L.float(), self.head_stride)  # L* at the head's (half) resolution
+        c = colourfulness(lab_to_rgb(torch.cat([small * 100.0, ab], 1)) * 255.0)
+        scales = torch.linspace(1.0, 5.0, 81, device=ab.device)
+        cost = torch.log(v[:, None] + (scales[None] - 1).pow(2) * m2[:, None] + 1.0) - strength * scales * c[:, None]
+        return scales[cost.argmin(1)][:, None, None, None]
 
 
 @register("unet")
-def unet(widths: tuple[int, ...] = (32, 64, 128, 256), objective: str = "psnr", flip_tta: bool = False) -> UNet:
+def unet(widths: tuple[int, ...] = (32, 64, 128, 256), objective: str = "psnr", flip_tta: bool = False,
+         context: bool = False) -> UNet:
     """Fidelity U-Net: a*b* regression (default objective: mean per-image PSNR); ``flip_tta`` averages the
-    prediction with that of the mirrored input at inference."""
-    return UNet(widths, objective=objective, flip_tta=flip_tta)
+    prediction with that of the mirrored input at inference; ``context`` adds an image-level feature."""
+    return UNet(widths, objective=objective, flip_tta=flip_tta, context=context)
 
 
 @register("unet-vivid")
-def unet_vivid(widths: tuple[int, ...] = (32, 64, 128, 256), temperature: float = 0.38) -> VividUNet:
-    """Vivid U-Net: a*b* bin classification with rebalancing, annealed-mean decoding."""
-    return VividUNet(widths, temperature)
+def unet_vivid(widths: tuple[int, ...] = (32, 64, 128, 256), temperature: float = 0.38, rebalance: float = 0.5,
+               calibrate: bool = False, boost: float = 0.0, context: bool = False) -> VividUNet:
+    """Vivid U-Net: a*b* bin classification with rebalancing, annealed-mean decoding; ``calibrate`` undoes the
+    rebalancing at decode time and ``boost`` adds the per-image colour boost (``VividUNet.boost_factor``)."""
+    return VividUNet(widths, temperature, rebalance, calibrate, boost, context)
 

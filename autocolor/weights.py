@@ -13,6 +13,7 @@ from torch import nn
 
 from autocolor.errors import AutocolorError
 from autocolor.files import atomic_write_bytes
+from autocolor.fuse import fuse_for_inference, is_fused
 from autocolor.models import build, count_params
 
 BUNDLED = Path(__file__).with_name("bundled")  # data folder of shipped weights + cards
@@ -20,6 +21,8 @@ BUNDLED = Path(__file__).with_name("bundled")  # data folder of shipped weights 
 
 def save_model(model: nn.Module, path: Path, card: dict) -> Path:
     """Write ``path`` (.safetensors) and its card (same stem, .json). Returns the weights path."""
+    if is_fused(model):
+        raise AutocolorError("cannot save a model with BatchNorm folded for inference; save the unfused model")
     path = Path(path)
     state = {k: v.detach().float().contiguous().cpu() if v.is_floating_point() else v.detach().cpu()
              for k, v in model.state_dict().items()}
@@ -70,8 +73,13 @@ def load_card(weights: Path) -> dict:
         raise AutocolorError(f"model card {card_path} is not valid JSON: {exc}") from None
 
 
-def load_model(spec: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Load a trained model (bundled name, run folder or .safetensors file) in eval mode, with its card."""
+def load_model(spec: str | os.PathLike, device: str | torch.device = "cpu",
+               fuse: bool = False) -> tuple[nn.Module, dict]:
+    """Load a trained model (bundled name, run folder or .safetensors file) in eval mode, with its card.
+
+    ``fuse=True`` (what the inference paths use) folds BatchNorm into the convolutions
+    (``autocolor.fuse.fuse_for_inference``): same outputs, faster, but inference only.
+    """
     path = resolve(spec)
     card = load_card(path)
     model = build(card["architecture"], **card.get("config", {}))
@@ -84,4 +92,5 @@ def load_model(spec: str | os.PathLike, device: str | torch.device = "cpu") -> t
     except RuntimeError as exc:
         raise AutocolorError(f"weights {path} do not fit architecture {card['architecture']}: "
                              f"{str(exc).splitlines()[0]}") from None
-    return model.to(device).eval(), card
+    model = model.to(device).eval()
+    return (fuse_for_inference(model) if fuse else model), card

@@ -1,9 +1,16 @@
 """32x32 batch inference of the seed model: autocolor torch (fp32, bf16) vs Keras/TF vs ONNX Runtime, interleaved.
 
 Every contender runs the network alone (grey input in memory -> raw output), batch 128, eval mode; the torch
-rows use channels_last and ``torch.inference_mode``. ``autocolor end-to-end bf16`` is ``colorize_batch`` (uint8 in,
-Lab conversions, uint8 out) for reference. ``autocolor bf16 torch.compile`` is the same model through
-``torch.compile`` with inductor freezing (BatchNorm folded, weights prepacked); its compile time is reported apart.
+rows use channels_last and ``torch.inference_mode``. ``autocolor fp32`` and ``autocolor bf16`` run the model as
+trained (Conv -> BatchNorm -> ReLU -> pool); the ``BN folded`` rows run the copy that ``autocolor.fuse`` makes
+(BatchNorm folded into the convolutions, max-pooling moved before ReLU), which is the model ``Colorizer``,
+``autocolor colorize``/``evaluate``/``serve`` and ``load_model(..., fuse=True)`` use. Their default precision is
+``auto`` (bf16 autocast where the CPU runs bf16 natively, as this one does; else fp32), so ``autocolor bf16 BN
+folded`` is what users get without options here, and ``autocolor fp32 BN folded`` on CPUs without bf16.
+``autocolor end-to-end bf16`` is ``colorize_batch`` (uint8 in, Lab conversions, uint8 out) on the folded model,
+for reference. ``autocolor bf16 torch.compile`` is the unfolded model
+through ``torch.compile`` with inductor freezing (BatchNorm folded, weights prepacked); its compile time is
+reported apart.
 
     python benchmarks/infer_throughput.py [--quick] [--json FILE]
 """
@@ -34,11 +41,15 @@ from common import (  # noqa: E402
     write_json,
 )
 
+from autocolor.fuse import fuse_for_inference  # noqa: E402
 from autocolor.inference import colorize_batch  # noqa: E402
 from autocolor.models import build  # noqa: E402
-from autocolor.runtime import autocast, machine_name  # noqa: E402
+from autocolor.runtime import autocast, machine_name, pick_precision  # noqa: E402
 
 CPU = torch.device("cpu")
+FOLDED_FP32 = "autocolor fp32 BN folded"  # the default on CPUs without native bf16
+FOLDED_BF16 = "autocolor bf16 BN folded"  # the default where the CPU has native bf16 (precision "auto")
+DEFAULT_ROW = FOLDED_BF16 if pick_precision("auto", torch.device("cpu")) == "bf16" else FOLDED_FP32
 
 
 def torch_runner(model: torch.nn.Module, L: torch.Tensor, batch: int, precision: str):
@@ -112,11 +123,14 @@ def main() -> None:
     images = torch.randint(0, 256, (steps * args.batch, 3, 32, 32), dtype=torch.uint8)
     cl = build("seed").eval().to(memory_format=torch.channels_last)
     cl.load_state_dict(model.state_dict())
+    fused = fuse_for_inference(cl)  # the model the inference paths use
     contenders = {"autocolor fp32": torch_runner(cl, L, args.batch, "fp32"),
-                  "autocolor bf16": torch_runner(cl, L, args.batch, "bf16")}
+                  FOLDED_FP32: torch_runner(fused, L, args.batch, "fp32"),
+                  "autocolor bf16": torch_runner(cl, L, args.batch, "bf16"),
+                  FOLDED_BF16: torch_runner(fused, L, args.batch, "bf16")}
 
     def e2e() -> Rate:
-        return timed(lambda: [colorize_batch(cl, b, CPU, "bf16") for b in images.split(args.batch)], len(images))
+        return timed(lambda: [colorize_batch(fused, b, CPU, "bf16") for b in images.split(args.batch)], len(images))
 
     contenders["autocolor end-to-end bf16"] = e2e
     compiled = None
@@ -139,8 +153,14 @@ def main() -> None:
         if keras:
             keras.close()
         tmp.cleanup()
+    c = L[:args.batch].contiguous(memory_format=torch.channels_last)
+    fold_diff = {}
+    for precision in ("fp32", "bf16"):
+        with torch.inference_mode(), autocast(CPU, precision):
+            fold_diff[precision] = float((fused(c).float() - cl(c).float()).abs().max())
     res = {"machine": machine_name(), "load": load(), "omp": omp_note(), "threads": torch.get_num_threads(),
-           "batch": args.batch, "rounds": rounds, "steps": steps,
+           "batch": args.batch, "rounds": rounds, "steps": steps, "default": DEFAULT_ROW,
+           "fold_max_abs_diff": fold_diff,
            "images_per_s": {k: median(wall(v)) for k, v in rates.items()},
            "images_per_cpu_s": {k: median(cpu(v)) for k, v in rates.items()}, "per_round": rates,
            "compile": compiled}
@@ -154,6 +174,8 @@ def main() -> None:
               f"(rounds: {', '.join(f'{r:.0f}' for r in wall(rates[name]))})")
     for name, ratio in res.get("ratio_vs_keras", {}).items():
         print(f"ratio {name} / keras: {ratio:.2f}x (per CPU-second {res['cpu_ratio_vs_keras'][name]:.2f}x)")
+    print(f"default: {DEFAULT_ROW}; folded vs unfolded output, max |diff|: {fold_diff['fp32']:.2e} (fp32), "
+          f"{fold_diff['bf16']:.2e} (bf16)")
     if compiled:
         print(f"torch.compile: {compiled['compile_s']:.1f} s to compile (freezing), max |output - eager| "
               f"{compiled['max_abs_diff_vs_eager']:.2e} (bf16)")

@@ -105,6 +105,13 @@ def markdown(train: dict, infer: dict, photo: dict, command: str, started: str, 
                      f"{_fmt(tr.get(key), '.2f')}x | | | |")
     for name in [k for k in infer["images_per_s"] if k != "keras/tf fp32"]:
         lines.append(row(f"inference, {name.replace('autocolor ', 'autocolor torch ')}", infer, name))
+    if infer.get("default"):
+        d = infer["fold_max_abs_diff"]
+        lines += ["", f"`{infer['default'].replace('autocolor ', 'autocolor torch ')}` is what `Colorizer`, "
+                  "`autocolor colorize`, `evaluate` and `serve` run without options on this CPU: the model with "
+                  "BatchNorm folded into the convolutions at load time (`autocolor.fuse`), under `--precision auto` "
+                  "(bf16 where the CPU runs it natively, else fp32). Folded vs unfolded output: at most "
+                  f"{d['fp32']:.1e} apart in fp32, {d['bf16']:.1e} in bf16."]
     if infer.get("compile"):
         c = infer["compile"]
         lines += ["", f"torch.compile (inductor, freezing) took {c['compile_s']:.1f} s to compile; its bf16 output "

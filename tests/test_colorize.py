@@ -376,7 +376,33 @@ def test_temperature_reaches_chroma(col: Colorizer, monkeypatch) -> None:
     monkeypatch.setattr(col.model, "chroma", spy)
     col.colorize(ramp())
     col.colorize(ramp(), temperature=0.2)
-    assert seen == [{}, {"temperature": 0.2}]
+    col.colorize(ramp(), boost=0.01)
+    col.boost = 0.03
+    col.colorize(ramp())
+    assert seen == [{}, {"temperature": 0.2}, {"boost": 0.01}, {"boost": 0.03}]
+
+
+def test_cli_boost_and_temperature_reach_a_vivid_model(tmp_path: Path, monkeypatch, capsys) -> None:
+    from autocolor.unet import VividUNet
+
+    torch.manual_seed(0)
+    weights = save_model(build("unet-vivid", widths=(8, 16)), tmp_path / "v.safetensors", {"name": "v"})
+    seen: list[dict] = []
+    real = VividUNet.chroma
+
+    def spy(self, L, raw, **opts):
+        seen.append(opts)
+        return real(self, L, raw, **opts)
+
+    monkeypatch.setattr(VividUNet, "chroma", spy)
+    Image.fromarray(np.full((16, 16), 120, np.uint8), "L").save(tmp_path / "g.png")
+    args = ["colorize", str(tmp_path / "g.png"), "--model", str(weights), "-o", str(tmp_path / "out")]
+    assert main(args + ["--boost", "0.02", "--temperature", "0.5"]) == 0
+    assert seen[-1] == {"temperature": 0.5, "boost": 0.02}
+    onnx_args = ["colorize", str(tmp_path / "g.png"), "--model", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "o")]
+    capsys.readouterr()
+    assert main(onnx_args + ["--backend", "onnx", "--boost", "0.02"]) == 1  # fixed in an exported graph
+    assert "no --temperature or --boost" in capsys.readouterr().err
 
 
 def test_model_failure_is_a_per_file_error(model_path: Path, tmp_path: Path) -> None:

@@ -75,6 +75,28 @@ def test_epoch_batches_seeded_and_sharded(splits):
         assert torch.equal(full.sort(0).values, torch.cat([h0, h1]).sort(0).values)
 
 
+def test_shift_images_translates_with_mirrored_borders():
+    x = torch.arange(2 * 4 * 5, dtype=torch.uint8).reshape(2, 1, 4, 5)
+    out = data.shift_images(x, torch.tensor([1, 0]), torch.tensor([0, -2]))
+    assert torch.equal(out[0, 0, 1:], x[0, 0, :3]) and torch.equal(out[0, 0, 0], x[0, 0, 1])  # down 1, mirrored
+    assert torch.equal(out[1, 0, :, :3], x[1, 0, :, 2:]) and torch.equal(out[1, 0, :, 3:], x[1, 0, :, 2:4].flip(-1))
+    assert torch.equal(data.shift_images(x, torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long)), x)
+
+
+def test_epoch_batches_shift_keeps_order_and_flips(splits):
+    small = splits["get"]("test").subset(slice(0, 64))
+    plain = [x for x, _ in data.epoch_batches(small, 32, seed=3, epoch=2)]
+    shifted = [x for x, _ in data.epoch_batches(small, 32, seed=3, epoch=2, shift=4)]
+    again = [x for x, _ in data.epoch_batches(small, 32, seed=3, epoch=2, shift=4)]
+    assert all(torch.equal(a, b) for a, b in zip(shifted, again, strict=True)), "shifts are seeded"
+    assert not torch.equal(plain[0], shifted[0])
+    # same images in the same order: the centre (never affected by a shift of <= 4) mostly matches
+    centre = (slice(None), slice(None), slice(12, 20), slice(12, 20))
+    same = [(a[centre].float() - b[centre].float()).abs().mean() for a, b in zip(plain, shifted, strict=True)]
+    other = (plain[0][centre].float() - plain[1][centre].float()).abs().mean()
+    assert max(same) < other
+
+
 def test_unknown_split_is_a_user_error():
     with pytest.raises(AutocolorError, match="unknown split 'dev'"):
         data.load_split("dev")

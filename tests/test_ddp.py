@@ -106,6 +106,7 @@ def test_two_processes_match_one_process(tiny_runs):
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)  # all-reduced over both ranks' halves
     card = json.loads((root / "two" / "model.json").read_text())["training"]
     assert card["processes"] == 2 and card["batch_size"] == 64 and card["batch_size_is_global"]
+    assert "torchrun --standalone --nproc-per-node=2 -m autocolor train " in card["command"]  # replayable as run
     ranks = [torch.load(root / "dump" / f"rank{r}.pt") for r in (0, 1)]
     assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])
 

@@ -45,6 +45,9 @@ def test_json_has_the_metrics(result, run_dir):
     res, _ = result
     assert res["n_images"] == 200 and res["split"] == "test" and res["architecture"] == "seed-lab"
     assert res["model"] == str(run_dir)
+    from autocolor.runtime import pick_precision
+
+    assert res["precision"] == pick_precision("auto", torch.device("cpu"))  # the fast path is the default
     for d in (res, res["grey_baseline"]):
         for k in KEYS:
             assert isinstance(d[k], float) and math.isfinite(d[k]), k

@@ -134,3 +134,32 @@ def test_train_runs_bf16_when_asked(tmp_path, monkeypatch):
     card = json.loads((out / "model.json").read_text())
     assert card["training"]["precision"] == precision
 
+
+
+@pytest.mark.parametrize(("has_bf16", "expected"), [(True, "bf16"), (False, "fp32")])
+def test_inference_defaults_to_the_fast_precision(monkeypatch, has_bf16, expected):
+    from autocolor.colorize import Colorizer
+
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: has_bf16)
+    col = Colorizer(model=build("seed-lab"), size=32)
+    assert col.precision == expected
+    assert Colorizer(model=build("seed-lab"), size=32, precision="fp32").precision == "fp32"
+
+
+def test_colorizer_bf16_runs_convolutions_in_bf16_and_stays_close():
+    from PIL import Image
+
+    from autocolor.colorize import Colorizer
+
+    torch.manual_seed(0)
+    model = build("seed-lab").eval()
+    image = Image.fromarray((np.random.default_rng(0).random((40, 48)) * 255).astype(np.uint8), "L")
+    out = {}
+    for precision in ("bf16", "fp32"):
+        col = Colorizer(model=model, size=32, precision=precision)
+        seen = []
+        col.model.encoder[0][0].register_forward_hook(lambda m, i, o, seen=seen: seen.append(o.dtype))
+        out[precision] = np.asarray(col.colorize(image)).astype(int)
+        assert seen == [torch.bfloat16 if precision == "bf16" else torch.float32]
+    assert out["bf16"].shape == (40, 48, 3)
+    assert 0 < np.abs(out["bf16"] - out["fp32"]).max() <= 3

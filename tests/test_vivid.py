@@ -1,0 +1,95 @@
+"""The vivid model's bins, colour prior, calibrated decoding and per-image colour boost."""
+
+from __future__ import annotations
+
+import torch
+
+from autocolor.colour import rgb_to_lab
+from autocolor.unet import VividUNet, gamut_bins
+
+
+def _model(**kw) -> VividUNet:
+    torch.manual_seed(0)
+    return VividUNet(widths=(8, 16), **kw).eval()
+
+
+def test_gamut_bins_cover_real_colours_and_nothing_far_outside():
+    centres = gamut_bins()
+    assert 200 < len(centres) < 400
+    rgb = torch.rand(1, 3, 64, 64)
+    ab = rgb_to_lab(rgb)[0, 1:].flatten(1).T
+    assert torch.cdist(ab, centres).min(1).values.max() < 10.0  # every real colour has a bin within one cell
+    assert centres.abs().max() <= 110.0
+
+
+def test_nearest_bin_matches_brute_force_for_real_colours():
+    m = _model()
+    ab = rgb_to_lab(torch.rand(2, 3, 5, 7))[:, 1:]  # every real colour's grid cell is a bin, so it is exact
+    pts = ab.permute(0, 2, 3, 1)
+    got = m.nearest_bin(ab)
+    brute = torch.cdist(pts.reshape(-1, 2), m.centres).argmin(1).reshape(2, 5, 7)
+    d_got, d_best = (m.centres[got] - pts).norm(dim=-1), (m.centres[brute] - pts).norm(dim=-1)
+    assert torch.allclose(d_got, d_best, atol=1e-4)  # equidistant ties may pick either bin
+
+
+def test_prepare_weights_rare_colours_more():
+    m = _model()
+    grey = torch.full((50, 3, 8, 8), 128, dtype=torch.uint8)
+    red = grey.clone()
+    red[:5, 0], red[:5, 1:] = 220, 30
+    m.prepare(torch.cat([grey, red]))
+    w = m.class_weight
+    grey_bin = m.nearest_bin(torch.zeros(1, 2, 1, 1)).item()
+    red_bin = m.nearest_bin(rgb_to_lab(red[:1, :, :1, :1].float() / 255)[:, 1:]).item()
+    assert w[red_bin] > w[grey_bin]
+    assert (w > 0).all()
+
+
+def _logits_for(m: VividUNet, p: torch.Tensor) -> torch.Tensor:
+    """Logits (1, Q, 1, 1) whose softmax is the distribution ``p`` (Q,)."""
+    return p.clamp_min(1e-12).log()[None, :, None, None]
+
+
+def test_calibrated_decoding_divides_out_the_class_weights():
+    m = _model()
+    q = len(m.centres)
+    w = torch.rand(q) + 0.5
+    m.class_weight.copy_(w)
+    p = torch.softmax(torch.randn(q), 0)
+    raw = _logits_for(m, p * w / (p * w).sum())  # what a rebalanced model learns
+    L = torch.full((1, 1, 1, 1), 0.5)
+    want = (p[:, None] * m.centres).sum(0)
+    got = m.chroma(L, raw, temperature=1.0, calibrate=True)[0, :, 0, 0]
+    assert torch.allclose(got, want, atol=1e-3)
+    raw_mean = m.chroma(L, raw, temperature=1.0, calibrate=False)[0, :, 0, 0]
+    assert not torch.allclose(raw_mean, want, atol=1e-1)
+
+
+def test_boost_minimises_its_stated_cost():
+    m = _model()
+    q = len(m.centres)
+    colour = (m.centres - torch.tensor([40.0, 30.0])).norm(dim=1).argmin()
+    sure = torch.full((q,), 1e-9)
+    sure[colour] = 1.0
+    unsure = torch.ones(q)
+    unsure[colour] = 30.0
+    p = torch.stack([sure / sure.sum(), unsure / unsure.sum()])[:, :, None, None].expand(2, q, 4, 4)
+    L = torch.full((2, 1, 8, 8), 0.6)
+    ab = torch.einsum("nqhw,qc->nchw", p, m.centres)
+    s = m.boost_factor(L, p, ab, strength=0.02).flatten()
+    assert s[0] == 1.0, "a certain prediction gains nothing from a boost: every boost is pure error"
+    assert s[1] > 1.0, "where the expected error is large already, extra colour costs little"
+    raw = p.log()
+    plain = m.chroma(L, raw, temperature=1.0, boost=0.0)
+    boosted = m.chroma(L, raw, temperature=1.0, boost=0.02)
+    assert torch.allclose(boosted, plain * s[:, None, None, None], atol=1e-3)
+    assert torch.equal(m.boost_factor(L, p, ab, strength=0.0).flatten(), torch.ones(2))
+
+
+def test_card_settings_are_the_defaults_and_calls_override_them():
+    m = _model(temperature=0.5, calibrate=True, boost=0.02)
+    raw = torch.randn(2, len(m.centres), 4, 4)
+    L = torch.rand(2, 1, 8, 8)
+    same = m.chroma(L, raw, temperature=0.5, calibrate=True, boost=0.02)
+    assert torch.equal(m.chroma(L, raw), same)
+    assert not torch.allclose(m.chroma(L, raw, boost=0.0), same)
