@@ -64,12 +64,15 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     rounds = args.rounds or (2 if args.quick else 7)
-    print(f"# {machine_name()}; torch {torch.__version__}; photo {SIZE[0]}x{SIZE[1]}; working size {args.size}; "
-          f"{rounds} rounds; {load()}")
+    print(f"# {machine_name()}; torch {torch.__version__}; seed-lab; photo {SIZE[0]}x{SIZE[1]}; "
+          f"working size {args.size}; {rounds} rounds; {load()}")
     data = grey_jpeg()
     torch.manual_seed(0)
     model = build("seed-lab").eval()
-    backends = {"autocolor torch fp32": Colorizer(model=model, size=args.size)}
+    backends = {"autocolor torch fp32": Colorizer(model=model, size=args.size, precision="fp32")}
+    default = Colorizer(model=model, size=args.size)  # precision "auto": bf16 where the CPU has it natively
+    if default.precision != "fp32":
+        backends[f"autocolor torch {default.precision} (default)"] = default
     tmp = tempfile.TemporaryDirectory()
     if not args.no_onnx:
         from autocolor.export import export_onnx, onnx_colorizer

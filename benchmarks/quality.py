@@ -72,7 +72,8 @@ def main() -> None:
         lines.append(row("ground truth", {"colorfulness": truth["colorfulness"],
                                           "semantic_accuracy": truth.get("semantic_accuracy")}))
     n = res["n_images"] if names else 0
-    text = (f"Test set: {n} CIFAR-10 test images. Machine: {machine_name()}. "
+    text = (f"Test set: {n} CIFAR-10 test images. Machine: {machine_name()}. Inference precision: "
+            f"{res['precision'] if names else '-'} (`evaluate`'s default `--precision auto`). "
             f"Made by `python benchmarks/quality.py` in {time.time() - t0:.0f} s.\n\n" + "\n".join(lines) + "\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

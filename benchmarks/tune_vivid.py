@@ -42,7 +42,7 @@ def main() -> None:
                          temperature=t, boost=b, calibrate=args.calibrate)
             rows.append((t, b, r["psnr"], r["ssim"], r["colorfulness"], r["delta_colorfulness"],
                          r["grey_baseline"]["psnr"]))
-            print(f"| {t:.2f} | {b:.3f} | {r['psnr']:.3f} | {r['ssim']:.4f} | {r['colorfulness']:.2f} | "
+            print(f"| {t:.2f} | {b:g} | {r['psnr']:.3f} | {r['ssim']:.4f} | {r['colorfulness']:.2f} | "
                   f"{r['delta_colorfulness']:.2f} |", flush=True)
     ok = [row for row in rows if row[5] <= args.max_delta]
     best = max(ok, key=lambda row: row[2]) if ok else min(rows, key=lambda row: row[5])
