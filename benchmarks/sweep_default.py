@@ -1,6 +1,7 @@
 """Pick the default model's width and objective by measurement: validation PSNR per CPU second.
 
-Usage: python benchmarks/sweep_default.py [--epochs 2] [--max-images 20000] [--out runs/sweep]
+Usage: python benchmarks/sweep_default.py [--epochs 2] [--max-images 20000] [--shift 0] [--out runs/sweep]
+       [--only LABEL ...]
 Each candidate trains with the same recipe and budget on the training split; only the held-out
 validation split is scored (never the test set). Prints a markdown table.
 """
@@ -18,6 +19,7 @@ CANDIDATES = {
     "unet w32 psnr": ("unet", {"widths": [32, 64, 128, 256], "objective": "psnr"}),
     "unet w32 mse": ("unet", {"widths": [32, 64, 128, 256], "objective": "mse"}),
     "unet w24 psnr": ("unet", {"widths": [24, 48, 96, 192], "objective": "psnr"}),
+    "unet w48 psnr": ("unet", {"widths": [48, 96, 192, 384], "objective": "psnr"}),
     "seed-lab": ("seed-lab", {}),
 }
 
@@ -29,6 +31,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/sweep"))
     ap.add_argument("--data", default=None)
     ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--shift", type=int, default=0, help="random translations of up to N pixels (train --shift)")
     args = ap.parse_args()
     rows = ["| candidate | params | val PSNR (dB) | grey (dB) | seconds | dB over grey per minute |",
             "|---|---|---|---|---|---|"]
@@ -37,7 +40,7 @@ def main() -> None:
             continue
         out = args.out / label.replace(" ", "-")
         cfg = TrainConfig(model=name, model_config=config, epochs=args.epochs, max_images=args.max_images,
-                          out=str(out), data=args.data, command="benchmarks/sweep_default.py")
+                          out=str(out), data=args.data, shift=args.shift, command="benchmarks/sweep_default.py")
         train(cfg, log=lambda *_: None)
         rec = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()][-1]
         gain = (rec["val_psnr"] - rec["val_psnr_grey"]) / (rec["seconds"] / 60)
