@@ -132,7 +132,7 @@ class Colorizer:
 
         dev = pick_device(device)
         spec = resolve_model(str(spec), notice)
-        model, card = load_model(spec, dev, fuse=True)
+        model, card = load_model(spec, dev)  # __post_init__ folds BatchNorm (one copy, made there)
         if settings.get("size") is None:
             settings["size"] = int(card.get("colorize_size") or DEFAULT_SIZE)
         if settings["size"] < 8:

@@ -20,10 +20,9 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 FUSED_ATTR = "fused_for_inference"  # set to True on models returned by fuse_for_inference
 
 
-def _fold_pairs(seq: nn.Sequential) -> int:
-    """Fold each (conv, BatchNorm2d) pair of ``seq``'s direct children in place; returns how many."""
+def _fold_pairs(seq: nn.Sequential) -> None:
+    """Fold each (conv, BatchNorm2d) pair of ``seq``'s direct children in place."""
     names = list(seq._modules)
-    done = 0
     for first, second in zip(names[:-1], names[1:], strict=True):
         conv, bn = seq._modules[first], seq._modules[second]
         if not (isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and type(bn) is nn.BatchNorm2d):
@@ -33,8 +32,6 @@ def _fold_pairs(seq: nn.Sequential) -> int:
             continue  # batch statistics at inference, or a grouped transposed conv: leave as is
         seq._modules[first] = fuse_conv_bn_eval(conv, bn, transpose=transpose)
         seq._modules[second] = nn.Identity()
-        done += 1
-    return done
 
 
 def _pool_before_relu(seq: nn.Sequential) -> None:

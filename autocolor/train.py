@@ -162,9 +162,9 @@ def _epoch_outputs(out: Path, model, val, records: list[dict], epoch: int, devic
 
 def _launch_prefix(info: ddp.DistInfo) -> str:
     """``torchrun ... -m `` for a run of several processes on one machine (the card's command must replay it)."""
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", info.world))
     if not info.enabled:
         return ""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", info.world))
     if local == info.world:
         return f"OMP_NUM_THREADS={torch.get_num_threads()} torchrun --standalone --nproc-per-node={local} -m "
     return f"torchrun --nnodes={info.world // local} --nproc-per-node={local} ... -m "
