@@ -21,12 +21,16 @@ VAL_SIZE = 5000
 VAL_SEED = 20240521
 CLASSES = 10
 
-# Only what numpy needs to rebuild an array; everything else in a pickle is refused.
+# Only what numpy needs to rebuild an array; everything else in a pickle is refused. Protocol 2 stores an
+# array's bytes through ``_codecs.encode`` and protocol 5 through ``numeric._frombuffer``: both only build data.
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
+    ("_codecs", "encode"),
 }
 
 

@@ -3,7 +3,9 @@
     python benchmarks/run_all.py [--quick] [--out benchmarks/RESULTS.md]
 
 Runs train_throughput.py, infer_throughput.py and photo_1mp.py one after another (each interleaves its own
-contenders, so the ratios inside one script are measured side by side under the same load).
+contenders, so the ratios inside one script are measured side by side under the same load). GPU figures come
+from a CUDA machine: ``benchmarks/gpu_check.sh`` there writes ``gpu_throughput.json`` and the training
+commands' metrics, which live in ``benchmarks/results/gpu/``; this script renders them when present.
 """
 
 from __future__ import annotations
@@ -57,18 +59,65 @@ def _fmt(x: float | None, spec: str = ".0f") -> str:
     return "-" if x is None else format(x, spec)
 
 
-def markdown(train: dict, infer: dict, photo: dict, command: str, started: str, load_before: str) -> str:
+def gpu_markdown(folder: Path) -> list[str]:
+    """The GPU section, from ``gpu_throughput.json`` and the CUDA training commands' metrics in ``folder``."""
+    path = folder / "gpu_throughput.json"
+    if not path.is_file():
+        return []
+    gpu = json.loads(path.read_text())
+    rows = {(r["model"], r["what"], r["precision"], r["batch"]): r for r in gpu["rows"]}
+    lines = [
+        "", f"## GPU: {gpu['device']}", "",
+        f"`benchmarks/gpu_throughput.py` on a borrowed {gpu['device']} (torch {gpu['torch']}, CUDA {gpu['cuda']}), "
+        "run by `benchmarks/gpu_check.sh`; channels_last, cudnn autotuning, random uint8 images, medians of "
+        f"{gpu['rounds']} interleaved rounds. Training = the step `autocolor train` runs (Lab conversion, autocast "
+        "forward, loss, AdamW); inference = the BatchNorm-folded model `Colorizer`/`evaluate` run.", "",
+        "| model | batch | train bf16 img/s | train fp32 img/s | infer bf16 img/s | infer fp32 img/s "
+        "| train bf16, % of bf16 GEMM |", "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for model, batch in sorted({(k[0], k[3]) for k in rows}, key=lambda k: (k[0] != "seed", k[1])):
+        def ips(what: str, precision: str, model=model, batch=batch) -> str:
+            r = rows.get((model, what, precision, batch))
+            return _fmt(r and r["images_per_s"])
+        frac = rows.get((model, "train", "bf16", batch), {}).get("gemm_fraction")
+        lines.append(f"| {model} | {batch} | {ips('train', 'bf16')} | {ips('train', 'fp32')} | "
+                     f"{ips('infer', 'bf16')} | {ips('infer', 'fp32')} | {_fmt(frac and 100 * frac, '.1f')}% |")
+    lines += ["", f"bf16 GEMM 8192^3 on this GPU: {gpu['gemm_bf16_tflops']:.0f} TFLOP/s. At batch 128 a 32x32 "
+              "network is bound by kernel launches, not arithmetic: bf16 is no faster than fp32 there, and batch "
+              "1024 runs 4-5x more images per second."]
+    seed = folder / "train_seed_metrics.jsonl"
+    if seed.is_file():
+        recs = [json.loads(x) for x in seed.read_text().splitlines() if x.strip()]
+        last = recs[-1]
+        lines += ["", "The whole command `autocolor train --model seed --device cuda` (bf16 autocast, cudnn "
+                  f"autotuning) on a {len(recs)}-epoch run over a small carried CIFAR-10 subset: epoch "
+                  f"{last['epoch']} trained at {last['images_per_s']:.0f} img/s "
+                  "(its metrics.jsonl; epoch 1 includes cudnn's autotuning). "
+                  "`torchrun --nproc-per-node=1` (NCCL) with `--stop-after 1` then `--resume` ran there too."]
+    got = {(d, p): json.loads(f.read_text()) for d in ("cuda", "cpu") for p in ("bf16", "fp32")
+           if (f := folder / f"eval_default_{d}_{p}.json").is_file()}
+    if len(got) == 4:
+        n = got["cuda", "bf16"]["n_images"]
+        lines += ["", f"`autocolor evaluate --model default` on the first {n} test images: PSNR "
+                  f"{got['cuda', 'bf16']['psnr']:.4f} dB (bf16) / {got['cuda', 'fp32']['psnr']:.4f} (fp32) with "
+                  f"`--device cuda` there, {got['cpu', 'bf16']['psnr']:.4f} / {got['cpu', 'fp32']['psnr']:.4f} "
+                  "with `--device cpu` here."]
+    return lines
+
+
+def markdown(train: dict, infer: dict, photo: dict, command: str, started: str, load_before: str,
+             gpu_folder: Path | None = None, load_after: str | None = None) -> str:
     from autocolor.runtime import machine_name
 
     lines = [
         "# Speed benchmarks", "",
         f"Machine: {machine_name()}. Date: {started}. Command: `{command}`.", "",
         f"Software: {_versions()}.", "",
-        f"Load: {load_before} before, {load()} after. The machine was shared with other jobs, so every script "
-        "interleaves its contenders round by round and the ratios are medians of per-round ratios measured side "
-        "by side; absolute figures are lower than on a quiet machine. img/CPU-s (images per CPU-second used by "
-        f"the process, all threads) is the load-robust figure. Torch ran with {train['omp']}; TensorFlow uses its "
-        f"own thread pool. Threads: {train['threads']} for both.", "",
+        f"Load: {load_before} before, {load_after or load()} after. The machine was shared with other jobs, "
+        "so every script interleaves its contenders round by round and the ratios are medians of per-round "
+        "ratios measured side by side; absolute figures are lower than on a quiet machine. img/CPU-s (images "
+        "per CPU-second used by the process, all threads) is the load-robust figure. Torch ran with "
+        f"{train['omp']}; TensorFlow uses its own thread pool. Threads: {train['threads']} for both.", "",
     ]
     if train["threads"] == 1:
         lines += [
@@ -128,6 +177,8 @@ def markdown(train: dict, infer: dict, photo: dict, command: str, started: str, 
     ]
     for name, s in photo["seconds"].items():
         lines.append(f"| {name} | {s['total']:.3f} | {s['decode']:.3f} | {s['colorize']:.3f} | {s['encode']:.3f} |")
+    if gpu_folder is not None:
+        lines += gpu_markdown(gpu_folder)
     return "\n".join(lines) + "\n"
 
 
@@ -139,7 +190,8 @@ def main() -> None:
     ap.add_argument("--results", default=None, help="folder for each script's JSON results (default "
                     "benchmarks/results, with --quick benchmarks/results-quick)")
     ap.add_argument("--only", nargs="*", choices=[Path(s).stem for s in SCRIPTS], default=None,
-                    help="rerun only these scripts; the others' results are read back from --results")
+                    help="rerun only these scripts (none: just re-render); the others' results are read back "
+                         "from --results")
     ap.add_argument("--omp-wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE", "default"],
                     help="OMP_WAIT_POLICY for torch (PASSIVE: idle threads sleep instead of spinning, which matters "
                          "on a shared machine; 'default' leaves the environment as it is)")
@@ -157,11 +209,17 @@ def main() -> None:
     out = Path(args.out or (folder / "RESULTS.md" if args.quick else HERE / "RESULTS.md"))
     results = []
     for script in SCRIPTS:
-        if args.only and Path(script).stem not in args.only:
+        if args.only is not None and Path(script).stem not in args.only:
             results.append(json.loads((folder / f"{Path(script).stem}.json").read_text()))
         else:
             results.append(run(script, args.quick, folder, env, args.threads))
-    text = markdown(*results, command=command, started=started, load_before=load_before)
+    meta_path = folder / "run_all_meta.json"
+    if args.only is None or args.only:  # something was measured now: this run's date, command and load go on top
+        meta = {"started": started, "command": command, "load_before": load_before, "load_after": load()}
+        meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    else:  # only re-rendered: keep the header of the run that measured the CPU figures
+        meta = json.loads(meta_path.read_text())
+    text = markdown(*results, **meta, gpu_folder=folder / "gpu")
     out.write_text(text)
     print(f"\nwrote {out}\n\n{text}")
 

@@ -136,6 +136,17 @@ def test_valid_batch_round_trips(tmp_path):
     assert labels.tolist() == list(range(7))
 
 
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_repickled_batch_loads_with_any_protocol(tmp_path, protocol):
+    rng = np.random.default_rng(protocol)
+    pixels = rng.integers(0, 256, (5, 3072), dtype=np.uint8)
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": pixels, b"labels": [0, 1, 2, 3, 9]}, protocol=protocol))
+    images, labels = data._read_batch(path)
+    assert np.array_equal(images, pixels)
+    assert labels.tolist() == [0, 1, 2, 3, 9]
+
+
 @pytest.mark.parametrize("cut", [0, 1, 40, 0.5, -1])
 def test_truncated_batch_names_the_file(tmp_path, cut):
     full = batch_bytes(20, seed=0)
