@@ -117,11 +117,12 @@ def evaluate(model, split, max_images, as_json, grid, device, precision, saturat
     from pathlib import Path
 
     from autocolor.evaluate import evaluate as run
+    from autocolor.nets import decoding_options
 
     grid = grid or f"eval-{Path(model).stem if Path(model).suffix else Path(model).name}.png"
     res = run(model, split=split, max_images=max_images, data=data, device=device, precision=precision,
               grid=grid, progress=not as_json, saturation=saturation, images=images,
-              **{k: v for k, v in (("temperature", temperature), ("boost", boost)) if v is not None})
+              **decoding_options(temperature, boost))
     if as_json:
         click.echo(json.dumps(res))
         return

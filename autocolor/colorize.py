@@ -21,6 +21,7 @@ from autocolor.colour import greyscale, lab_from, saturate, to_uint8
 from autocolor.errors import AutocolorError
 from autocolor.fuse import fuse_for_inference, is_fused
 from autocolor.imageio import DEFAULT_MAX_PIXELS, ImageError, Photo, from_array, from_pil, read_image, to_pil
+from autocolor.nets import decoding_options
 from autocolor.runtime import autocast, pick_precision
 
 # Long side of the model's input. Measured with benchmarks/colorize_size.py on the sample photos: PSNR/SSIM/AuC
@@ -171,7 +172,7 @@ class Colorizer:
         x = torch.from_numpy(np.asarray(small, dtype=np.float32).copy()).clamp_(0, 1).view(1, 1, h, w)
         x = x.to(self.device)
         bst = self.boost if boost is None else boost
-        opts = {k: v for k, v in (("temperature", temp), ("boost", bst)) if v is not None}
+        opts = decoding_options(temp, bst)
         with autocast(self.device, self.precision):
             raw = self.model(x.contiguous(memory_format=torch.channels_last))
         ab = saturate(self.model.chroma(x, raw, **opts).float(), sat).cpu()

@@ -11,7 +11,7 @@ from tqdm import tqdm
 from autocolor.classifier import load_classifier
 from autocolor.data import load_split
 from autocolor.inference import colorize_all
-from autocolor.metrics import ab_error_cdf, auc, colourfulness, psnr, ssim
+from autocolor.metrics import ab_error_cdf, auc, colourfulness, psnr, ssim, target_ab
 from autocolor.plots import save_png, tiled_grid
 from autocolor.runtime import pick_device, pick_precision
 from autocolor.weights import load_model
@@ -28,14 +28,16 @@ class _Accumulator:
         self.n = self.correct = 0
         self.classifier = classifier
 
-    def add(self, pred: torch.Tensor, target: torch.Tensor, labels: torch.Tensor) -> None:
+    def add(self, pred: torch.Tensor, target: torch.Tensor, labels: torch.Tensor | None,
+            ab: torch.Tensor | None = None) -> None:
+        """Score one batch; ``ab`` is the target's a*b* when the caller scores several outputs against it."""
         if self.classifier is not None:
             with torch.no_grad():
                 self.correct += int((self.classifier(pred).argmax(1) == labels).sum())
         self.psnr += float(psnr(pred, target).sum())
         self.ssim += float(ssim(pred, target).sum())
         self.cf += float(colourfulness(pred).sum())
-        self.cdf += ab_error_cdf(pred, target) * len(pred)
+        self.cdf += ab_error_cdf(pred, target, ab) * len(pred)
         self.n += len(pred)
 
     def result(self, cf_truth: float) -> dict:
@@ -75,8 +77,9 @@ def evaluate(spec: str | os.PathLike, split: str = "test", max_images: int | Non
               mininterval=1.0) as bar:
         for start, grey, pred in colorize_all(model, images, dev, precision, progress=bar, **opts):
             target, lab = images[start:start + len(pred)], labels[start:start + len(pred)]
-            pred_acc.add(pred, target, lab)
-            grey_acc.add(grey, target, lab)
+            ab = target_ab(target)
+            pred_acc.add(pred, target, lab, ab)
+            grey_acc.add(grey, target, lab, ab)
             cf_truth += float(colourfulness(target).sum())
             if clf is not None:
                 with torch.no_grad():
@@ -123,8 +126,9 @@ def evaluate_folder(model, card: dict, spec: str | os.PathLike, folder: str | os
               mininterval=1.0) as bar:
         for target, _ in eval_loader(dataset, 64, workers=workers):
             grey, pred = colorize_batch(model, target, device, precision, **opts)
-            pred_acc.add(pred, target, None)
-            grey_acc.add(grey, target, None)
+            ab = target_ab(target)
+            pred_acc.add(pred, target, None, ab)
+            grey_acc.add(grey, target, None, ab)
             cf_truth += float(colourfulness(target).sum())
             if sum(len(t) for t in sample) < len(GRID_INDICES):
                 sample.append(target)

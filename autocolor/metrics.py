@@ -33,9 +33,17 @@ def colourfulness(images: torch.Tensor) -> torch.Tensor:
 AUC_THRESHOLDS = torch.arange(0, 151, dtype=torch.float32)
 
 
-def ab_error_cdf(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Fraction of pixels whose a*b* Euclidean error is within each threshold 0..150 (151 values)."""
-    err = (rgb_to_lab(to_float(pred))[:, 1:] - rgb_to_lab(to_float(target))[:, 1:]).norm(dim=1).flatten()
+def target_ab(target: torch.Tensor) -> torch.Tensor:
+    """a*b* of 8-bit RGB images, (N, 2, H, W): computed once per batch when several outputs are scored."""
+    return rgb_to_lab(to_float(target))[:, 1:]
+
+
+def ab_error_cdf(pred: torch.Tensor, target: torch.Tensor, ab: torch.Tensor | None = None) -> torch.Tensor:
+    """Fraction of pixels whose a*b* Euclidean error is within each threshold 0..150 (151 values).
+
+    ``ab``: ``target_ab(target)`` if already computed."""
+    ab = target_ab(target) if ab is None else ab
+    err = (rgb_to_lab(to_float(pred))[:, 1:] - ab).norm(dim=1).flatten()
     counts = torch.bucketize(err, AUC_THRESHOLDS, right=False)
     hist = torch.bincount(counts, minlength=len(AUC_THRESHOLDS) + 1)[: len(AUC_THRESHOLDS)]
     return hist.cumsum(0).float() / err.numel()

@@ -13,6 +13,11 @@ from torch import nn
 from autocolor.colour import AB_SCALE, lab_from, rgb_to_lab, saturate
 
 
+def decoding_options(temperature: float | None = None, boost: float | None = None) -> dict:
+    """The decoding knobs a caller set, as ``chroma``/``to_rgb`` keyword arguments (unset ones: the card's)."""
+    return {k: v for k, v in (("temperature", temperature), ("boost", boost)) if v is not None}
+
+
 class ColorNet(nn.Module):
     """A colorizer: ``forward(L) -> raw``, ``loss(raw, lab, rgb)``, ``chroma(L, raw) -> a*b*``."""
 

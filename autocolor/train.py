@@ -404,6 +404,13 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
             _checkpoint(info, out / CHECKPOINT, state())
             log(f"epoch {epoch}/{cfg.epochs}: train loss {rec['train_loss']:.4f}, val loss {rec['val_loss']:.4f}, "
                 f"val PSNR {rec['val_psnr']:.2f} dB (grey {rec['val_psnr_grey']:.2f}), {rec['images_per_s']} img/s")
+            # a signal that came during validation or saving: stop here (all ranks agree), the epoch is saved
+            asked = ddp.all_reduce_sum(info, torch.tensor(float(bool(stop.signum)), device=device))
+            if asked > 0 and epoch < cfg.epochs:
+                raise TrainingInterrupted(f"stopped by signal {stop.signum or 'on another rank'}; checkpoint saved "
+                                          f"in {out} after epoch {epoch}, continue with --resume")
+            if asked > 0:
+                log("signal received after the last epoch: finishing (saving the model)")
             run_epochs += 1
             if cfg.stop_after and run_epochs >= cfg.stop_after and epoch < cfg.epochs:
                 log(f"stopping after {run_epochs} epoch(s) as asked; continue with --resume")

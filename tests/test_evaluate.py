@@ -90,3 +90,12 @@ def test_metrics_basics():
     grey = a[:, :1].expand(-1, 3, -1, -1)
     assert metrics.colourfulness(grey).abs().max() == 0
     assert metrics.auc(metrics.ab_error_cdf(a, a)) == pytest.approx(1.0, abs=0.01)
+
+
+def test_ab_error_cdf_with_precomputed_target_ab():
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8, generator=gen)
+    b = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8, generator=gen)
+    cdf = metrics.ab_error_cdf(a, b)
+    assert torch.equal(metrics.ab_error_cdf(a, b, metrics.target_ab(b)), cdf)
+    assert 0.0 < float(cdf[10]) < float(cdf[100]) <= 1.0  # random colours: errors spread over the thresholds

@@ -121,6 +121,24 @@ def test_signal_checkpoints_then_resume_completes(tmp_path, straight, monkeypatc
     _assert_identical(_weights(run), _weights(straight))
 
 
+def test_signal_during_validation_stops_after_that_epoch(tmp_path, straight, monkeypatch):
+    real = train_mod.validate
+
+    def validate_then_signal(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while epoch 1 is being validated
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "validate", validate_then_signal)
+    with pytest.raises(TrainingInterrupted, match="checkpoint saved .* after epoch 1"):
+        train(_cfg(tmp_path, "run"), log=lambda *a: None)
+    run = tmp_path / "run"
+    ck = torch.load(run / CHECKPOINT, weights_only=True)
+    assert (ck["epoch"], ck["step"]) == (1, 0)
+    monkeypatch.setattr(train_mod, "validate", real)
+    train(_cfg(tmp_path, "run", resume=True), log=lambda *a: None)
+    _assert_identical(_weights(run), _weights(straight))
+
+
 def test_nan_loss_stops_with_clear_error(tmp_path, monkeypatch):
     from autocolor.nets import ColorNet
 
