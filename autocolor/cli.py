@@ -28,6 +28,7 @@ def cli() -> None:
 @click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True,
               help="Global batch: under torchrun it is split evenly over all processes.")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=2e-3, show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(0), default=1e-4, show_default=True, help="AdamW weight decay.")
 @click.option("--max-images", type=click.IntRange(1), default=None, help="Use only the first N training images.")
 @click.option("--images", default=None, metavar="DIR",
               help="Train on every colour image under DIR (recursive) instead of CIFAR-10.")
@@ -52,8 +53,9 @@ def cli() -> None:
 @click.option("--model-config", default=None, metavar="JSON",
               help='Architecture options, e.g. \'{"widths": [24, 48, 96, 192]}\'.')
 @click.option("--list", "list_models", is_flag=True, help="List the registered architectures and exit.")
-def train(model, epochs, batch_size, lr, max_images, images, image_size, val_images, val_fraction, workers, shift,
-          sync_bn, out, resume, stop_after, device, precision, seed, data, model_config, list_models) -> None:
+def train(model, epochs, batch_size, lr, weight_decay, max_images, images, image_size, val_images, val_fraction,
+          workers, shift, sync_bn, out, resume, stop_after, device, precision, seed, data, model_config,
+          list_models) -> None:
     """Train a colorizer on CIFAR-10 or your own image folder; runs on many GPUs/machines under torchrun.
 
     Validation uses a held-out part of the training set (or --val-images). For several processes:
@@ -66,7 +68,8 @@ def train(model, epochs, batch_size, lr, max_images, images, image_size, val_ima
     if list_models:
         click.echo("\n".join(names()))
         return
-    cfg = TrainConfig(model=model, epochs=epochs, batch_size=batch_size, lr=lr, max_images=max_images,
+    cfg = TrainConfig(model=model, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                      max_images=max_images,
                       out=out or f"runs/{model}", resume=resume, device=device, precision=precision, seed=seed,
                       data=data, stop_after=stop_after, command=shlex.join(["autocolor", *sys.argv[1:]]),
                       images=images, val_images=val_images, val_fraction=val_fraction, image_size=image_size,

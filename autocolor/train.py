@@ -308,11 +308,12 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps,
                                                 pct_start=0.2)
     epoch, step, records, elapsed, loss_sum, seen = 0, 0, [], 0.0, 0.0, 0
+    wall = 0.0  # like ``elapsed`` but with validation, sample sheets and checkpoints: the run's whole time
     if cfg.resume:
         ck = ddp.run_on_main(info, lambda: _load_checkpoint(out / CHECKPOINT))  # one file, sent to every rank
         # these fix the model, the LR schedule's length and the data order, so they must not change on resume
-        fixed = ("model", "model_config", "epochs", "batch_size", "max_images", "seed", "images", "val_images",
-                 "val_fraction", "image_size", "shift")
+        fixed = ("model", "model_config", "epochs", "batch_size", "lr", "weight_decay", "max_images", "seed",
+                 "images", "val_images", "val_fraction", "image_size", "shift")
         was = {k: ck["config"].get(k, getattr(TrainConfig(), k)) for k in fixed}  # older checkpoints: defaults
         changed = [f"--{k.replace('_', '-')} {was[k]} (now {getattr(cfg, k)})" for k in fixed
                    if was[k] != getattr(cfg, k)]
@@ -323,7 +324,7 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
         sched.load_state_dict(ck["scheduler"])
         torch.set_rng_state(_rank_rng(ck, info))
         epoch, step, records, elapsed = ck["epoch"], ck["step"], ck["records"], ck["seconds"]
-        loss_sum, seen = ck["loss_sum"], ck["seen"]
+        loss_sum, seen, wall = ck["loss_sum"], ck["seen"], ck.get("wall", ck["seconds"])
         log(f"resuming {out} at epoch {epoch + 1}, step {step}")
     per = f" = {info.world} processes x {cfg.batch_size // info.world}" if info.enabled else ""
     log(f"training {cfg.model} ({count_params(model):,} params) on {data.n_train:,} images of "
@@ -334,7 +335,7 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
         return {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "rng": torch.get_rng_state(), "rng_ranks": ddp.all_gather(info, torch.get_rng_state()),
                 "epoch": epoch, "step": step, "records": records,
-                "seconds": elapsed, "loss_sum": loss_sum, "seen": seen, "config": asdict(cfg)}
+                "seconds": elapsed, "wall": wall, "loss_sum": loss_sum, "seen": seen, "config": asdict(cfg)}
 
     if hasattr(model, "prepare") and not cfg.resume and info.is_main:
         model.prepare(data.prior())  # e.g. the vivid model's colour prior, from training images only
@@ -379,6 +380,7 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
                     bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.4f}", img_s=f"{rate * cfg.batch_size:.0f}")
                 if stopping:
                     elapsed += time.perf_counter() - t0
+                    wall += time.perf_counter() - t0
                     bar.close()
                     _checkpoint(info, out / CHECKPOINT, state())
                     raise TrainingInterrupted(f"stopped by signal {stop.signum or 'on another rank'}; checkpoint "
@@ -401,6 +403,7 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
             epoch, step, loss_sum, seen = epoch + 1, 0, 0.0, 0
             if info.is_main:
                 _epoch_outputs(out, model, data.grid, records, epoch, device, precision)
+            wall += time.perf_counter() - t0  # the checkpoint's own write is the only part left out
             _checkpoint(info, out / CHECKPOINT, state())
             log(f"epoch {epoch}/{cfg.epochs}: train loss {rec['train_loss']:.4f}, val loss {rec['val_loss']:.4f}, "
                 f"val PSNR {rec['val_psnr']:.2f} dB (grey {rec['val_psnr_grey']:.2f}), {rec['images_per_s']} img/s")
@@ -419,9 +422,11 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
             "training": {"command": _launch_prefix(info) + _replay_command(cfg.command),
                          "data": data.description, "image_size": data.image_size, "epochs": cfg.epochs,
                          "batch_size": cfg.batch_size, "batch_size_is_global": True, "processes": info.world,
-                         "sync_bn": cfg.sync_bn and info.enabled, "lr": cfg.lr, "shift": cfg.shift,
-                         "precision": precision, "device": str(device),
-                         "seed": cfg.seed, "seconds": round(elapsed, 1), "machine": machine_name()}}
+                         "sync_bn": cfg.sync_bn and info.enabled, "lr": cfg.lr,
+                         "weight_decay": cfg.weight_decay, "shift": cfg.shift,
+                         "precision": precision, "device": str(device), "seed": cfg.seed,
+                         "seconds": round(elapsed, 1), "seconds_with_validation": round(wall, 1),
+                         "machine": machine_name()}}
     card["image_size"] = data.image_size  # the crop size it was trained at (colorize/evaluate --images use it)
     if info.is_main:
         path = save_model(model, out / "model.safetensors", card)

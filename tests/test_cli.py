@@ -117,3 +117,17 @@ def test_diagram_draws_the_model(tmp_path, capsys):
                                                             (256, 8, 8), (128, 16, 16), (64, 32, 32)]
     assert layers[-1] == ("act", "Sigmoid", (3, 32, 32))
     assert model.training, "tracing must restore training mode"
+
+
+def test_train_options_reach_the_run_config(monkeypatch, tmp_path):
+    import autocolor.train as train_mod
+
+    seen = []
+    monkeypatch.setattr(train_mod, "train", lambda cfg, log: seen.append(cfg))
+    args = ["train", "--model", "unet", "--weight-decay", "0.05", "--lr", "0.001", "--shift", "2",
+            "--out", str(tmp_path / "run"), "--device", "cpu"]
+    monkeypatch.setattr(sys, "argv", ["autocolor", *args])
+    assert cli.main(args) == 0
+    (cfg,) = seen
+    assert (cfg.model, cfg.weight_decay, cfg.lr, cfg.shift) == ("unet", 0.05, 0.001, 2)
+    assert cfg.command.startswith("autocolor train --model unet --weight-decay 0.05")  # what the card records

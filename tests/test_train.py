@@ -70,6 +70,7 @@ def test_short_run_learns_and_writes_everything(tmp_path):
     assert card["architecture"] == "seed-lab" and card["config"] == {"widths": list(TINY)}
     assert card["training"]["command"] == "autocolor train --max-images 512"
     assert card["training"]["seconds"] > 0 and card["training"]["epochs"] == 2
+    assert card["training"]["seconds_with_validation"] > card["training"]["seconds"]  # validation is counted there
     assert card["metrics"]["validation"] == records[-1]
     assert "512 images for training, 256 held out" in card["training"]["data"]
     for f in ["loss_curve.png", "samples/epoch_001.png", "samples/epoch_002.png"]:
