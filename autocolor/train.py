@@ -184,6 +184,21 @@ def _replay_command(command: str) -> str:
     return shlex.join(out)
 
 
+def train_step(net: torch.nn.Module, model: torch.nn.Module, opt: torch.optim.Optimizer, imgs: torch.Tensor,
+               device: torch.device, precision: str) -> torch.Tensor:
+    """One optimisation step on a uint8 RGB batch: Lab target, autocast forward through ``net`` (``model`` or
+    its DDP wrapper, channels_last), ``model.loss`` in fp32, AdamW. Returns the loss (no host sync)."""
+    rgb = to_float(imgs.to(device, non_blocking=True))
+    lab, L = lab_and_input(rgb)
+    with autocast(device, precision):
+        raw = net(L.contiguous(memory_format=torch.channels_last))
+    loss = model.loss(raw, lab, rgb)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
+
+
 @dataclass
 class _Data:
     """What the loop needs from a data source (CIFAR-10 in memory, or an image folder streamed from disk)."""
@@ -352,14 +367,7 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
             acc = torch.zeros((), device=device)
             n_acc = 0
             for imgs in data.batches(epoch, step):
-                rgb = to_float(imgs.to(device, non_blocking=True))
-                lab, L = lab_and_input(rgb)
-                with autocast(device, precision):
-                    raw = net(L.contiguous(memory_format=torch.channels_last))
-                loss = model.loss(raw, lab, rgb)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                loss = train_step(net, model, opt, imgs, device, precision)
                 sched.step()
                 acc += loss.detach() * len(imgs)
                 n_acc += len(imgs)
@@ -379,8 +387,8 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
                     rate = bar.format_dict.get("rate") or 0.0
                     bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.4f}", img_s=f"{rate * cfg.batch_size:.0f}")
                 if stopping:
-                    elapsed += time.perf_counter() - t0
-                    wall += time.perf_counter() - t0
+                    spent = time.perf_counter() - t0
+                    elapsed, wall = elapsed + spent, wall + spent
                     bar.close()
                     _checkpoint(info, out / CHECKPOINT, state())
                     raise TrainingInterrupted(f"stopped by signal {stop.signum or 'on another rank'}; checkpoint "

@@ -23,10 +23,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import forward_flops, interleave, median, write_json  # noqa: E402
 
-from autocolor.colour import lab_and_input, to_float  # noqa: E402
 from autocolor.fuse import fuse_for_inference  # noqa: E402
 from autocolor.models import build  # noqa: E402
 from autocolor.runtime import autocast  # noqa: E402
+from autocolor.train import train_step  # noqa: E402
 
 GPU = torch.device("cuda")
 MODELS = {"seed": ("seed", {}), "default": ("unet", {"widths": [32, 64, 128, 256]})}
@@ -49,14 +49,7 @@ def trainer(arch: str, config: dict, precision: str, batch: int, steps: int):
 
     def body() -> None:
         for i in range(steps):
-            rgb = to_float(imgs[i])
-            lab, L = lab_and_input(rgb)
-            with autocast(GPU, precision):
-                raw = model(L.contiguous(memory_format=torch.channels_last))
-            loss = model.loss(raw, lab, rgb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            train_step(model, model, opt, imgs[i], GPU, precision)
 
     body()  # warm-up: cudnn autotuning, allocator
     return lambda: _timed(body, steps * batch)

@@ -39,11 +39,11 @@ from common import (  # noqa: E402
     write_json,
 )
 
-from autocolor.colour import lab_and_input, to_float  # noqa: E402
 from autocolor.data import Split, epoch_batches, locate  # noqa: E402
 from autocolor.errors import AutocolorError  # noqa: E402
 from autocolor.models import build  # noqa: E402
-from autocolor.runtime import autocast, machine_name  # noqa: E402
+from autocolor.runtime import machine_name  # noqa: E402
+from autocolor.train import train_step  # noqa: E402
 
 
 class TorchTrainer:
@@ -69,16 +69,8 @@ class TorchTrainer:
         return rate
 
     def _epoch(self) -> None:
-        model, opt = self.model, self.opt
         for imgs, _ in epoch_batches(self.split, self.batch, 0, self.epoch):
-            rgb = to_float(imgs)
-            lab, L = lab_and_input(rgb)
-            with autocast(self.device, self.precision):
-                raw = model(L.contiguous(memory_format=torch.channels_last))
-            loss = model.loss(raw, lab, rgb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss = train_step(self.model, self.model, self.opt, imgs, self.device, self.precision)
         float(loss.detach())
 
 

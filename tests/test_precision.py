@@ -13,10 +13,9 @@ import torch
 from autocolor import runtime
 from autocolor import train as train_mod
 from autocolor.cli import main
-from autocolor.colour import lab_and_input, to_float
 from autocolor.errors import AutocolorError
 from autocolor.models import build
-from autocolor.runtime import autocast, pick_precision
+from autocolor.runtime import pick_precision
 
 CPU = torch.device("cpu")
 
@@ -68,14 +67,7 @@ def _one_step(precision: str) -> tuple[float, dict[str, set[torch.dtype]], torch
     dtypes = _record_dtypes(model)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     imgs = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    rgb = to_float(imgs)
-    lab, L = lab_and_input(rgb)
-    with autocast(CPU, precision):
-        raw = model(L.contiguous(memory_format=torch.channels_last))
-    loss = model.loss(raw, lab, rgb)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    loss = train_mod.train_step(model, model, opt, imgs, CPU, precision)
     return float(loss.detach()), dtypes, model
 
 
