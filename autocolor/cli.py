@@ -41,6 +41,9 @@ def cli() -> None:
               help="DataLoader worker processes decoding --images (per training process).")
 @click.option("--shift", type=click.IntRange(0, 8), default=0, show_default=True, metavar="N",
               help="CIFAR-10 augmentation: random translations of up to N pixels (mirrored borders).")
+@click.option("--final-fit", is_flag=True,
+              help="CIFAR-10: train on all 50,000 training images (validation images included; use once the recipe "
+                   "is chosen on the split).")
 @click.option("--sync-bn", is_flag=True, help="SyncBatchNorm across processes under torchrun (CUDA only).")
 @click.option("--out", default=None, metavar="DIR", help="Run folder (default runs/MODEL).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
@@ -54,7 +57,7 @@ def cli() -> None:
               help='Architecture options, e.g. \'{"widths": [24, 48, 96, 192]}\'.')
 @click.option("--list", "list_models", is_flag=True, help="List the registered architectures and exit.")
 def train(model, epochs, batch_size, lr, weight_decay, max_images, images, image_size, val_images, val_fraction,
-          workers, shift, sync_bn, out, resume, stop_after, device, precision, seed, data, model_config,
+          workers, shift, final_fit, sync_bn, out, resume, stop_after, device, precision, seed, data, model_config,
           list_models) -> None:
     """Train a colorizer on CIFAR-10 or your own image folder; runs on many GPUs/machines under torchrun.
 
@@ -73,7 +76,7 @@ def train(model, epochs, batch_size, lr, weight_decay, max_images, images, image
                       out=out or f"runs/{model}", resume=resume, device=device, precision=precision, seed=seed,
                       data=data, stop_after=stop_after, command=shlex.join(["autocolor", *sys.argv[1:]]),
                       images=images, val_images=val_images, val_fraction=val_fraction, image_size=image_size,
-                      workers=workers, sync_bn=sync_bn, shift=shift,
+                      workers=workers, sync_bn=sync_bn, shift=shift, final_fit=final_fit,
                       model_config=_json_object(model_config, "--model-config"))
     if image_size and not images:
         raise AutocolorError("--image-size applies to --images folders (CIFAR-10 images are 32x32)")
@@ -81,6 +84,8 @@ def train(model, epochs, batch_size, lr, weight_decay, max_images, images, image
         raise AutocolorError("--val-images needs --images DIR")
     if shift and images:
         raise AutocolorError("--shift applies to CIFAR-10 (--images folders are already randomly cropped)")
+    if final_fit and images:
+        raise AutocolorError("--final-fit applies to CIFAR-10 (a folder's validation split is --val-images)")
     run(cfg, log=click.echo)
 
 

@@ -65,6 +65,13 @@ class TrainConfig:
     workers: int = 4
     sync_bn: bool = False
     shift: int = 0  # CIFAR-10 augmentation: random translations of up to this many pixels
+    final_fit: bool = False  # CIFAR-10: train on all 50,000 (the validation images included; monitoring only)
+
+
+def _interrupted(stop: _StopFlag, out: Path, where: str = "") -> TrainingInterrupted:
+    """The error raised once a signal's checkpoint is saved (mid-epoch, or after an epoch's validation)."""
+    return TrainingInterrupted(f"stopped by signal {stop.signum or 'on another rank'}; checkpoint saved in {out}"
+                               f"{where}, continue with --resume")
 
 
 class _StopFlag:
@@ -91,7 +98,7 @@ class _StopFlag:
 
 
 def _data(cfg: TrainConfig) -> tuple[Split, Split]:
-    train, val = load_split("train", cfg.data), load_split("val", cfg.data)
+    train, val = load_split("trainval" if cfg.final_fit else "train", cfg.data), load_split("val", cfg.data)
     if cfg.max_images:
         train = train.subset(slice(0, cfg.max_images))
         val = val.subset(slice(0, min(len(val), max(256, cfg.max_images // 5))))
@@ -226,8 +233,9 @@ def _cifar_data(cfg: TrainConfig, info: ddp.DistInfo, device: torch.device) -> _
             if i >= start:
                 yield imgs.pin_memory() if pin else imgs
 
-    desc = (f"CIFAR-10 training set: {len(train_split)} images for training, {len(val)} held out for "
-            f"validation")
+    desc = (f"CIFAR-10 training set with the validation split (final fit): {len(train_split)} images for training; "
+            f"{len(val)} validation images scored only to monitor training" if cfg.final_fit else
+            f"CIFAR-10 training set: {len(train_split)} images for training, {len(val)} held out for validation")
     return _Data(len(train_split), len(val), len(train_split) // cfg.batch_size, val, val.images[:GRID_IMAGES],
                  desc, 32, batches, lambda: train_split.images)
 
@@ -328,7 +336,7 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
         ck = ddp.run_on_main(info, lambda: _load_checkpoint(out / CHECKPOINT))  # one file, sent to every rank
         # these fix the model, the LR schedule's length and the data order, so they must not change on resume
         fixed = ("model", "model_config", "epochs", "batch_size", "lr", "weight_decay", "max_images", "seed",
-                 "images", "val_images", "val_fraction", "image_size", "shift")
+                 "images", "val_images", "val_fraction", "image_size", "shift", "final_fit")
         was = {k: ck["config"].get(k, getattr(TrainConfig(), k)) for k in fixed}  # older checkpoints: defaults
         changed = [f"--{k.replace('_', '-')} {was[k]} (now {getattr(cfg, k)})" for k in fixed
                    if was[k] != getattr(cfg, k)]
@@ -391,9 +399,7 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
                     elapsed, wall = elapsed + spent, wall + spent
                     bar.close()
                     _checkpoint(info, out / CHECKPOINT, state())
-                    raise TrainingInterrupted(f"stopped by signal {stop.signum or 'on another rank'}; checkpoint "
-                                              f"saved in {out}, "
-                                              f"continue with --resume")
+                    raise _interrupted(stop, out)
             bar.close()
             epoch_s = time.perf_counter() - t0  # training steps only; validation is not in images_per_s
             elapsed += epoch_s
@@ -418,8 +424,7 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
             # a signal that came during validation or saving: stop here (all ranks agree), the epoch is saved
             asked = ddp.all_reduce_sum(info, torch.tensor(float(bool(stop.signum)), device=device))
             if asked > 0 and epoch < cfg.epochs:
-                raise TrainingInterrupted(f"stopped by signal {stop.signum or 'on another rank'}; checkpoint saved "
-                                          f"in {out} after epoch {epoch}, continue with --resume")
+                raise _interrupted(stop, out, f" after epoch {epoch}")
             if asked > 0:
                 log("signal received after the last epoch: finishing (saving the model)")
             run_epochs += 1
@@ -431,7 +436,7 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
                          "data": data.description, "image_size": data.image_size, "epochs": cfg.epochs,
                          "batch_size": cfg.batch_size, "batch_size_is_global": True, "processes": info.world,
                          "sync_bn": cfg.sync_bn and info.enabled, "lr": cfg.lr,
-                         "weight_decay": cfg.weight_decay, "shift": cfg.shift,
+                         "weight_decay": cfg.weight_decay, "shift": cfg.shift, "final_fit": cfg.final_fit,
                          "precision": precision, "device": str(device), "seed": cfg.seed,
                          "seconds": round(elapsed, 1), "seconds_with_validation": round(wall, 1),
                          "machine": machine_name()}}

@@ -37,9 +37,12 @@ class UNet(ColorNet):
     output = "ab"
 
     def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), out_channels: int = 2,
-                 objective: str = "mse", flip_tta: bool = False, context: bool = False) -> None:
+                 objective: str = "mse", flip_tta: bool = False, context: bool = False, shift_tta: int = 0) -> None:
         super().__init__()
         self.flip_tta = flip_tta
+        if not 0 <= shift_tta <= 4:
+            raise ValueError(f"shift_tta must be 0..4 pixels, got {shift_tta}")
+        self.shift_tta = int(shift_tta)
         if objective not in ("mse", "psnr"):
             raise ValueError(f"unknown objective {objective!r}")
         self.objective = objective
@@ -65,10 +68,35 @@ class UNet(ColorNet):
         return x
 
     def forward(self, L: torch.Tensor) -> torch.Tensor:
-        out = self.head(self.features(L))
-        if self.flip_tta and not self.training:  # inference only: average with the mirrored prediction
-            out = 0.5 * (out + self.head(self.features(L.flip(-1))).flip(-1))
-        return out
+        if self.training or not (self.flip_tta or self.shift_tta):
+            return self.head(self.features(L))
+        # inference with test-time averaging over mirrored and/or translated views (see ``views``)
+        total, weight = 0.0, 0.0
+        for flip, dy, dx in self.views():
+            x = L.flip(-1) if flip else L
+            out, valid = self._shifted_prediction(x, dy, dx)
+            out = out.float()  # average in float32 (bf16 sums of 10 views lose precision)
+            total = total + (out.flip(-1) if flip else out) * (valid.flip(-1) if flip else valid)
+            weight = weight + (valid.flip(-1) if flip else valid)
+        return total / weight
+
+    def views(self) -> list[tuple[bool, int, int]]:
+        """(mirrored, dy, dx) of each test-time view: the input, its mirror (``flip_tta``) and, with
+        ``shift_tta=s``, each of those translated by s pixels up, down, left and right."""
+        s = self.shift_tta
+        shifts = [(0, 0)] + ([(s, 0), (-s, 0), (0, s), (0, -s)] if s else [])
+        return [(flip, dy, dx) for flip in ((False, True) if self.flip_tta else (False,)) for dy, dx in shifts]
+
+    def _shifted_prediction(self, L: torch.Tensor, dy: int, dx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prediction for ``L`` translated by (dy, dx) with mirrored borders (as ``--shift`` trains), moved
+        back into place, and a (1, 1, H, W) mask of the pixels whose prediction saw them in the image."""
+        if dy == 0 and dx == 0:
+            return self.head(self.features(L)), torch.ones_like(L[:1, :1])
+        p, (h, w) = max(abs(dy), abs(dx)), L.shape[-2:]
+        x = F.pad(L, (p, p, p, p), mode="reflect")[..., p - dy:p - dy + h, p - dx:p - dx + w]
+        out = F.pad(self.head(self.features(x)), (p, p, p, p))[..., p + dy:p + dy + h, p + dx:p + dx + w]
+        valid = F.pad(torch.ones_like(L[:1, :1]), (p, p, p, p))[..., p + dy:p + dy + h, p + dx:p + dx + w]
+        return out, valid
 
     def loss(self, raw: torch.Tensor, lab: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
         if self.objective == "mse":
@@ -192,10 +220,11 @@ class VividUNet(UNet):
 
 @register("unet")
 def unet(widths: tuple[int, ...] = (32, 64, 128, 256), objective: str = "psnr", flip_tta: bool = False,
-         context: bool = False) -> UNet:
+         context: bool = False, shift_tta: int = 0) -> UNet:
     """Fidelity U-Net: a*b* regression (default objective: mean per-image PSNR); ``flip_tta`` averages the
-    prediction with that of the mirrored input at inference; ``context`` adds an image-level feature."""
-    return UNet(widths, objective=objective, flip_tta=flip_tta, context=context)
+    prediction with that of the mirrored input at inference, ``shift_tta=s`` also with inputs translated by
+    s pixels each way; ``context`` adds an image-level feature."""
+    return UNet(widths, objective=objective, flip_tta=flip_tta, context=context, shift_tta=shift_tta)
 
 
 @register("unet-vivid")

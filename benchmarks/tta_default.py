@@ -1,8 +1,10 @@
-"""Should the default model average its prediction with the mirrored one (flip test-time augmentation)?
+"""Which test-time averaging should the default model use: none, mirrored, or mirrored and translated views?
 
-Usage: python benchmarks/tta_default.py RUN_DIR [--write]
-Scores the run on the validation split (never the test set) with ``flip_tta`` off and on; --write keeps
-the better setting in the run's model card (``config.flip_tta``), which `scripts/bundle.py` copies.
+Usage: python benchmarks/tta_default.py RUN_DIR [--write] [--apply-to RUN_DIR2]
+Scores RUN_DIR on the validation split (never the test set) with each setting of ``flip_tta``/``shift_tta``;
+--write keeps the best in RUN_DIR's model card, or with --apply-to in RUN_DIR2's card: use that for a
+``--final-fit`` run, whose validation images were trained on and so cannot choose. `scripts/bundle.py`
+copies the card's setting.
 """
 
 from __future__ import annotations
@@ -17,31 +19,51 @@ from pathlib import Path
 from autocolor.evaluate import evaluate
 from autocolor.weights import resolve
 
+SETTINGS = [{"flip_tta": False, "shift_tta": 0}, {"flip_tta": True, "shift_tta": 0},
+            {"flip_tta": True, "shift_tta": 1}, {"flip_tta": True, "shift_tta": 2}]
+
+
+def _card_path(run: str) -> Path:
+    return Path(resolve(run)).with_suffix(".json")
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("run")
     ap.add_argument("--data", default=None)
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--apply-to", default=None, metavar="RUN_DIR2")
     args = ap.parse_args()
-    card_path = Path(resolve(args.run)).with_suffix(".json")
-    card = json.loads(card_path.read_text())
-    scores = {}
-    for flag in (False, True):
-        card["config"]["flip_tta"] = flag
-        card_path.write_text(json.dumps(card, indent=2) + "\n")
-        t0 = time.perf_counter()
-        r = evaluate(args.run, split="val", data=args.data, progress=False)
-        scores[flag] = {"psnr": r["psnr"], "ssim": r["ssim"], "seconds": round(time.perf_counter() - t0, 1)}
-        print(f"flip_tta={flag}: validation PSNR {r['psnr']:.3f} dB, SSIM {r['ssim']:.4f}, "
-              f"{scores[flag]['seconds']} s", flush=True)
-    best = max(scores, key=lambda f: scores[f]["psnr"])
-    card["config"]["flip_tta"] = best if args.write else False
+    card_path = _card_path(args.run)
+    original = card_path.read_text()
+    card = json.loads(original)
+    if card.get("training", {}).get("final_fit"):
+        sys.exit(f"{args.run} was trained on the validation images (--final-fit); score a held-out run instead")
+    scores = []
+    try:
+        for setting in SETTINGS:
+            card["config"].update(setting)
+            card_path.write_text(json.dumps(card, indent=2) + "\n")
+            t0 = time.perf_counter()
+            r = evaluate(args.run, split="val", data=args.data, progress=False)
+            scores.append({**setting, "psnr": r["psnr"], "ssim": r["ssim"],
+                           "seconds": round(time.perf_counter() - t0, 1)})
+            print(f"flip_tta={setting['flip_tta']!s:5} shift_tta={setting['shift_tta']}: validation PSNR "
+                  f"{r['psnr']:.3f} dB, SSIM {r['ssim']:.4f}, {scores[-1]['seconds']} s", flush=True)
+    finally:
+        card_path.write_text(original)  # the scored run's card is left as it was unless --write
+    best = max(scores, key=lambda s: s["psnr"])
+    chosen = {k: best[k] for k in SETTINGS[0]}
+    print(f"best: {chosen}")
     if args.write:
-        card["flip_tta_selection"] = {"split": "val", "scores": {str(k): v for k, v in scores.items()},
-                                      "command": shlex.join(["python", "benchmarks/tta_default.py", *sys.argv[1:]])}
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
-    print(f"chosen flip_tta={card['config']['flip_tta']}")
+        target = _card_path(args.apply_to) if args.apply_to else card_path
+        out = json.loads(target.read_text())
+        out["config"].update(chosen)
+        out["tta_selection"] = {"split": "val", "scored_run": Path(args.run).name, "scores": scores,
+                                "command": shlex.join(["python", "benchmarks/tta_default.py", *sys.argv[1:]])}
+        out.pop("flip_tta_selection", None)
+        target.write_text(json.dumps(out, indent=2) + "\n")
+        print(f"wrote {chosen} to {target}")
 
 
 if __name__ == "__main__":

@@ -1,27 +1,43 @@
 """Copy a finished training run into the package as a bundled model: autocolor/bundled/NAME.{safetensors,json}.
 
-Usage: python scripts/bundle.py RUN_DIR NAME
+Usage: python scripts/bundle.py RUN_DIR NAME [--heldout RUN_DIR2]
+A ``--final-fit`` run (trained on the validation images too) has no honest validation curve of its own;
+--heldout names the run of the same recipe on the 45,000 training images whose validation history the
+card then carries (``training.heldout_run``) for the time-to-quality plot.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
 from autocolor.train import _replay_command
 from autocolor.weights import BUNDLED, load_card, resolve
 
 
-def bundle(run: str, name: str) -> Path:
+def _history(run_weights: Path) -> list[dict]:
+    metrics = run_weights.parent / "metrics.jsonl"
+    return [json.loads(line) for line in metrics.read_text().splitlines() if line] if metrics.is_file() else []
+
+
+def bundle(run: str, name: str, heldout: str | None = None) -> Path:
     src = resolve(run)
     card = load_card(src)
     card["name"] = name
     card["training"]["command"] = _replay_command(card["training"]["command"])
-    metrics = Path(src).parent / "metrics.jsonl"
-    if metrics.is_file():
-        card["training"]["history"] = [json.loads(line) for line in metrics.read_text().splitlines() if line]
+    history = _history(Path(src))
+    if history:
+        card["training"]["history"] = history
+    if heldout:
+        twin = load_card(resolve(heldout))
+        if twin["training"].get("final_fit"):
+            raise SystemExit(f"--heldout {heldout} is itself a final fit")
+        card["training"]["heldout_run"] = {
+            "command": _replay_command(twin["training"]["command"]), "data": twin["training"]["data"],
+            "seconds": twin["training"]["seconds"], "validation": twin["metrics"]["validation"],
+            "history": _history(Path(resolve(heldout)))}
     BUNDLED.mkdir(exist_ok=True)
     dst = BUNDLED / f"{name}.safetensors"
     shutil.copyfile(src, dst)
@@ -30,6 +46,9 @@ def bundle(run: str, name: str) -> Path:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit(__doc__)
-    print(bundle(sys.argv[1], sys.argv[2]))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run")
+    ap.add_argument("name")
+    ap.add_argument("--heldout", default=None, metavar="RUN_DIR2")
+    args = ap.parse_args()
+    print(bundle(args.run, args.name, args.heldout))

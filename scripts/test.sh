@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${VENV:-.venv}/bin
-export AUTOCOLOR_DATA=${AUTOCOLOR_DATA:-../shared/cifar10}
+export AUTOCOLOR_DATA=${AUTOCOLOR_DATA:-$(cd .. && pwd)/shared/cifar10}  # absolute: some tests change directory
 "$BIN/ruff" check .
 "$BIN/python" -m pytest "$@"

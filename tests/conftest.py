@@ -20,7 +20,7 @@ from autocolor import data as data_mod
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("AUTOCOLOR_DATA") or REPO.parent / "shared" / "cifar10").expanduser()
+DATA_DIR = Path(os.environ.get("AUTOCOLOR_DATA") or REPO.parent / "shared" / "cifar10").expanduser().resolve()
 
 
 def real_data_available() -> bool:

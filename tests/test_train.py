@@ -79,6 +79,17 @@ def test_short_run_learns_and_writes_everything(tmp_path):
     assert any("epoch 2/2" in line for line in logs)
 
 
+def test_final_fit_trains_on_all_fifty_thousand(tmp_path):
+    held_out, _ = train_mod._data(_cfg(tmp_path, "a", max_images=None))
+    everything, val = train_mod._data(_cfg(tmp_path, "b", max_images=None, final_fit=True))
+    assert (len(held_out), len(everything), len(val)) == (45_000, 50_000, 5_000)
+    seen = {bytes(img.numpy()) for img in everything.images}
+    assert all(bytes(img.numpy()) in seen for img in val.images[:200])  # the validation images are trained on
+    run = train(_cfg(tmp_path, "run", epochs=1, final_fit=True), log=lambda *a: None)
+    card = json.loads((run / "model.json").read_text())
+    assert card["training"]["final_fit"] is True and "(final fit): 128 images for training" in card["training"]["data"]
+
+
 def test_card_command_drops_resume_flags():
     assert train_mod._replay_command("autocolor train --epochs 3 --stop-after 1 --resume --stop-after=2") == \
         "autocolor train --epochs 3"
@@ -167,7 +178,7 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         train(_cfg(tmp_path, "run", resume=True, epochs=3), log=lambda *a: None)
 
 
-@pytest.mark.parametrize("change", [{"batch_size": 16}, {"max_images": 256}, {"seed": 1},
+@pytest.mark.parametrize("change", [{"batch_size": 16}, {"max_images": 256}, {"seed": 1}, {"final_fit": True},
                                     {"model_config": {"widths": [8, 16, 16]}}])
 def test_resume_with_other_data_settings_is_refused(tmp_path, change):
     """A resumed run must see the same batches; otherwise the LR schedule and data order silently break."""
@@ -180,3 +191,29 @@ def test_resume_with_other_data_settings_is_refused(tmp_path, change):
 def test_batch_larger_than_data_is_a_user_error(tmp_path):
     with pytest.raises(AutocolorError, match="--batch-size 256 is larger than the 128 training images"):
         train(_cfg(tmp_path, "run", batch_size=256), log=lambda *a: None)
+
+
+def _bundle_script():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bundle", Path(__file__).parents[1] / "scripts" / "bundle.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bundle_final_fit_carries_its_heldout_twin(tmp_path, straight, monkeypatch):
+    bundle = _bundle_script()
+    monkeypatch.setattr(bundle, "BUNDLED", tmp_path / "bundled")
+    final = train(_cfg(tmp_path, "final", final_fit=True), log=lambda *a: None)
+    dst = bundle.bundle(str(final), "mine", heldout=str(straight))
+    card = json.loads(dst.with_suffix(".json").read_text())
+    assert card["name"] == "mine" and card["training"]["final_fit"] is True
+    assert card["training"]["command"] == "autocolor train --model seed-lab"  # resume flags dropped
+    assert [h["epoch"] for h in card["training"]["history"]] == [1, 2]
+    twin = card["training"]["heldout_run"]
+    assert [h["epoch"] for h in twin["history"]] == [1, 2] and "held out for validation" in twin["data"]
+    _assert_identical(load_file(str(dst)), _weights(final))
+    with pytest.raises(SystemExit, match="itself a final fit"):
+        bundle.bundle(str(final), "other", heldout=str(final))
