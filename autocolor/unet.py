@@ -76,8 +76,9 @@ class UNet(ColorNet):
             x = L.flip(-1) if flip else L
             out, valid = self._shifted_prediction(x, dy, dx)
             out = out.float()  # average in float32 (bf16 sums of 10 views lose precision)
-            total = total + (out.flip(-1) if flip else out) * (valid.flip(-1) if flip else valid)
-            weight = weight + (valid.flip(-1) if flip else valid)
+            if flip:
+                out, valid = out.flip(-1), valid.flip(-1)
+            total, weight = total + out * valid, weight + valid
         return total / weight
 
     def views(self) -> list[tuple[bool, int, int]]:

@@ -31,13 +31,14 @@ def bundle(run: str, name: str, heldout: str | None = None) -> Path:
     if history:
         card["training"]["history"] = history
     if heldout:
-        twin = load_card(resolve(heldout))
+        twin_weights = resolve(heldout)
+        twin = load_card(twin_weights)
         if twin["training"].get("final_fit"):
             raise SystemExit(f"--heldout {heldout} is itself a final fit")
         card["training"]["heldout_run"] = {
             "command": _replay_command(twin["training"]["command"]), "data": twin["training"]["data"],
             "seconds": twin["training"]["seconds"], "validation": twin["metrics"]["validation"],
-            "history": _history(Path(resolve(heldout)))}
+            "history": _history(Path(twin_weights))}
     BUNDLED.mkdir(exist_ok=True)
     dst = BUNDLED / f"{name}.safetensors"
     shutil.copyfile(src, dst)
