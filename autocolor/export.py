@@ -58,8 +58,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, size: int = 32, opset
                 card: dict | None = None) -> Path:
     """Export ``model``'s chroma path to ``path`` (dynamic batch/height/width); traced at ``size``x``size``."""
     onnx, _ = _require_onnx()
-    if size < 8 or size % 8:
-        raise AutocolorError(f"--size {size}: must be a positive multiple of 8")
+    multiple = int(getattr(model, "size_multiple", 8))
+    if size < multiple or size % multiple:
+        raise AutocolorError(f"--size {size}: must be a positive multiple of {multiple}")
     if opset < 17:
         raise AutocolorError(f"opset {opset} is too old; use 17 or later")
     path = Path(path)
@@ -76,7 +77,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, size: int = 32, opset
     onnx.checker.check_model(proto)
     meta = {"output": kind, "architecture": getattr(model, "arch_name", type(model).__name__),
             "config": json.dumps(getattr(model, "arch_config", {})), "input": "L = CIE L*/100, (N, 1, H, W)",
-            "produces": "a*b* in Lab units" if kind == "ab" else "raw sRGB in [0, 1]"}
+            "produces": "a*b* in Lab units" if kind == "ab" else "raw sRGB in [0, 1]", "size_multiple": multiple}
     if card is not None:
         meta["card"] = json.dumps(card)
     for key, value in meta.items():
@@ -115,6 +116,7 @@ class OnnxChroma:
         if self.kind not in ("ab", "rgb"):
             raise AutocolorError(f"{path} is not an autocolor export (output {self.kind!r}, expected ab or rgb)")
         self.card = json.loads(self.meta["card"]) if "card" in self.meta else {}
+        self.size_multiple = int(self.meta.get("size_multiple", 8))  # input sides must be multiples of this
 
     def run(self, L: np.ndarray) -> np.ndarray:
         """Raw graph output for a float32 (N, 1, H, W) array: a*b* (Lab units) or sRGB, as exported."""

@@ -320,13 +320,18 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
     torch.manual_seed(cfg.seed)
     try:
         model = build(cfg.model, **cfg.model_config)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise AutocolorError(f"--model-config does not fit {cfg.model}: {exc}") from None
     model = model.to(device).to(memory_format=torch.channels_last)
     if info.enabled:  # weights come from rank 0 (DDP broadcasts them); other randomness differs per rank
         torch.manual_seed(cfg.seed + 7919 * (info.rank + 1))
     data = _folder_data(cfg, info, device, log) if cfg.images else _cifar_data(cfg, info, device)
     steps = data.steps
+    multiple = int(getattr(model, "size_multiple", 8))
+    if data.image_size % multiple:
+        hint = "; choose another --image-size" if cfg.images else ""
+        raise AutocolorError(f"{cfg.model} with this --model-config needs image sides that are multiples of "
+                             f"{multiple}, and the training images are {data.image_size}x{data.image_size}{hint}")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps,
                                                 pct_start=0.2)

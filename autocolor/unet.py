@@ -37,8 +37,12 @@ class UNet(ColorNet):
     output = "ab"
 
     def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), out_channels: int = 2,
-                 objective: str = "mse", flip_tta: bool = False, context: bool = False, shift_tta: int = 0) -> None:
+                 objective: str = "mse", flip_tta: bool = False, context: bool = False, shift_tta: int = 0,
+                 stem: int = 1) -> None:
         super().__init__()
+        if stem not in (1, 2, 4):
+            raise ValueError(f"stem must be 1, 2 or 4, got {stem}")
+        self.stem = int(stem)
         self.flip_tta = flip_tta
         if not 0 <= shift_tta <= 4:
             raise ValueError(f"shift_tta must be 0..4 pixels, got {shift_tta}")
@@ -47,17 +51,22 @@ class UNet(ColorNet):
             raise ValueError(f"unknown objective {objective!r}")
         self.objective = objective
         widths = tuple(widths)
-        self.down = nn.ModuleList([double_conv(1, widths[0])])
+        self.down = nn.ModuleList([double_conv(stem * stem, widths[0])])
         self.down.extend(double_conv(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
         self.up = nn.ModuleList(double_conv(b + a, a) for a, b in zip(widths[:-1], widths[1:], strict=True))
-        self.head = nn.Conv2d(widths[0], out_channels, 1)
+        self.head = nn.Conv2d(widths[0], out_channels * stem * stem, 1)
         # optional image-level context (Iizuka et al. 2016 style): pooled bottleneck -> MLP -> added everywhere
         self.context = nn.Sequential(nn.Linear(widths[-1], widths[-1]), nn.ReLU(inplace=True),
                                      nn.Linear(widths[-1], widths[-1])) if context else None
 
+    @property
+    def size_multiple(self) -> int:
+        """Input sides must be multiples of this (the stem and every pooling halve them)."""
+        return self.stem * 2 ** (len(self.down) - 1)
+
     def features(self, L: torch.Tensor) -> torch.Tensor:
         skips = []
-        x = L
+        x = F.pixel_unshuffle(L, self.stem) if self.stem > 1 else L
         for i, block in enumerate(self.down):
             x = block(x if i == 0 else F.max_pool2d(x, 2))
             skips.append(x)
@@ -67,9 +76,14 @@ class UNet(ColorNet):
             x = block(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skip], dim=1))
         return x
 
+    def predict(self, L: torch.Tensor) -> torch.Tensor:
+        """One view's raw output: head on the features, back to full resolution after a space-to-depth stem."""
+        out = self.head(self.features(L))
+        return F.pixel_shuffle(out, self.stem) if self.stem > 1 else out
+
     def forward(self, L: torch.Tensor) -> torch.Tensor:
         if self.training or not (self.flip_tta or self.shift_tta):
-            return self.head(self.features(L))
+            return self.predict(L)
         # inference with test-time averaging over mirrored and/or translated views (see ``views``)
         total, weight = 0.0, 0.0
         for flip, dy, dx in self.views():
@@ -92,10 +106,10 @@ class UNet(ColorNet):
         """Prediction for ``L`` translated by (dy, dx) with mirrored borders (as ``--shift`` trains), moved
         back into place, and a (1, 1, H, W) mask of the pixels whose prediction saw them in the image."""
         if dy == 0 and dx == 0:
-            return self.head(self.features(L)), torch.ones_like(L[:1, :1])
+            return self.predict(L), torch.ones_like(L[:1, :1])
         p, (h, w) = max(abs(dy), abs(dx)), L.shape[-2:]
         x = F.pad(L, (p, p, p, p), mode="reflect")[..., p - dy:p - dy + h, p - dx:p - dx + w]
-        out = F.pad(self.head(self.features(x)), (p, p, p, p))[..., p + dy:p + dy + h, p + dx:p + dx + w]
+        out = F.pad(self.predict(x), (p, p, p, p))[..., p + dy:p + dy + h, p + dx:p + dx + w]
         valid = F.pad(torch.ones_like(L[:1, :1]), (p, p, p, p))[..., p + dy:p + dy + h, p + dx:p + dx + w]
         return out, valid
 
@@ -221,11 +235,12 @@ class VividUNet(UNet):
 
 @register("unet")
 def unet(widths: tuple[int, ...] = (32, 64, 128, 256), objective: str = "psnr", flip_tta: bool = False,
-         context: bool = False, shift_tta: int = 0) -> UNet:
+         context: bool = False, shift_tta: int = 0, stem: int = 1) -> UNet:
     """Fidelity U-Net: a*b* regression (default objective: mean per-image PSNR); ``flip_tta`` averages the
     prediction with that of the mirrored input at inference, ``shift_tta=s`` also with inputs translated by
-    s pixels each way; ``context`` adds an image-level feature."""
-    return UNet(widths, objective=objective, flip_tta=flip_tta, context=context, shift_tta=shift_tta)
+    s pixels each way; ``context`` adds an image-level feature; ``stem=2`` runs the net on 2x2 space-to-depth
+    blocks of L* (half resolution, 4 channels) and depth-to-space's the a*b* back to full resolution."""
+    return UNet(widths, objective=objective, flip_tta=flip_tta, context=context, shift_tta=shift_tta, stem=stem)
 
 
 @register("unet-vivid")

@@ -20,6 +20,8 @@ CANDIDATES = {
     "unet w32 mse": ("unet", {"widths": [32, 64, 128, 256], "objective": "mse"}),
     "unet w24 psnr": ("unet", {"widths": [24, 48, 96, 192], "objective": "psnr"}),
     "unet w48 psnr": ("unet", {"widths": [48, 96, 192, 384], "objective": "psnr"}),
+    "unet s2d w64 psnr": ("unet", {"widths": [64, 128, 256], "objective": "psnr", "stem": 2}),
+    "unet s2d w48 psnr": ("unet", {"widths": [48, 96, 192, 384], "objective": "psnr", "stem": 2}),
     "seed-lab": ("seed-lab", {}),
 }
 

@@ -117,6 +117,18 @@ def test_working_shape_multiple_of_8() -> None:
         assert all(s % 8 == 0 and s >= 8 for s in sh)
 
 
+def test_model_size_multiple_is_used(tmp_path: Path) -> None:
+    """A model whose input sides must be multiples of 16 (unet with a 2x2 stem) still colorizes any size."""
+    torch.manual_seed(0)
+    model = build("unet", stem=2).eval()
+    assert model.size_multiple == 16
+    c = Colorizer.load(save_model(model, tmp_path / "s.safetensors", {}), device="cpu", size=40)
+    for h, w in [(37, 50), (9, 300)]:
+        out = np.asarray(c.colorize(ramp(h, w)))
+        assert out.shape == (h, w, 3)
+        assert_same_lightness(out, ramp(h, w))
+
+
 def test_saturation_zero_is_grey(col: Colorizer) -> None:
     out = np.asarray(col.colorize(ramp(), saturation=0.0)).astype(int)
     assert np.abs(out[..., 0] - out[..., 2]).max() <= 1

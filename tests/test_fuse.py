@@ -15,7 +15,8 @@ from autocolor.models import names
 
 TOL = 1e-4  # a*, b* in Lab units (they span about +-110)
 SMALL = {"widths": (8, 16, 32)}
-CASES = [(name, {}) for name in names()] + [("unet", {"flip_tta": True, "context": True, "shift_tta": 2})]
+CASES = [(name, {}) for name in names()] + [("unet", {"flip_tta": True, "context": True, "shift_tta": 2}),
+                                            ("unet", {"stem": 2, "flip_tta": True})]
 
 
 def _trained_like(name: str, **config) -> nn.Module:

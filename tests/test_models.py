@@ -121,3 +121,23 @@ def test_load_errors(tmp_path):
     (empty / "model.json").unlink()
     with pytest.raises(AutocolorError, match="model card .* is missing"):
         weights.load_model(empty)
+
+
+def test_unet_space_to_depth_stem():
+    """``stem=2``: the convolutions see 2x2 blocks of L* as 4 channels at half resolution; a*b* come back at full
+    resolution with detail inside each block (not a nearest-neighbour upsampling), and sides must be multiples
+    of stem x 2^(levels - 1)."""
+    torch.manual_seed(0)
+    model = models.build("unet", widths=(8, 16, 32), stem=2).eval()
+    seen = []
+    model.down[0].register_forward_hook(lambda mod, args, out: seen.append(tuple(args[0].shape)))
+    L = torch.rand(2, 1, 24, 40, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ab = model(L)
+    assert seen == [(2, 4, 12, 20)] and ab.shape == (2, 2, 24, 40)
+    blocks = ab.unfold(2, 2, 2).unfold(3, 2, 2)  # (N, 2, 12, 20, 2, 2)
+    assert blocks.flatten(-2).std(-1).mean() > 1e-3
+    assert model.size_multiple == 8 and models.build("unet", stem=2).size_multiple == 16
+    assert models.build("unet").size_multiple == 8
+    with pytest.raises(ValueError, match="stem"):
+        models.build("unet", stem=3)

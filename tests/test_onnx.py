@@ -171,13 +171,14 @@ def test_cli_colorize_with_onnx_backend(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("name", "config"), [("unet", {}), ("unet-vivid", {}),
-                                              ("unet", {"flip_tta": True, "shift_tta": 2})])
+                                              ("unet", {"flip_tta": True, "shift_tta": 2}),
+                                              ("unet", {"stem": 2, "widths": (16, 32, 64)})])
 def test_other_architectures_export_their_chroma(tmp_path, name, config):
     """Models that do not predict a*b* directly (e.g. colour-bin classifiers) export ``chroma(L, model(L))`` whole;
     test-time views (mirrored, translated) are part of the graph."""
     model = _model(name, **config)
     session = OnnxChroma(export_onnx(model, tmp_path / f"{name}.onnx"))
-    assert session.kind == "ab"
+    assert session.kind == "ab" and session.size_multiple == model.size_multiple
     for size in (32, 64):
         L = _photo_like(2, size)
         with torch.no_grad():

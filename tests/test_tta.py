@@ -25,7 +25,7 @@ def _reference(model, L: torch.Tensor) -> torch.Tensor:
         x = L.flip(-1) if flip else L
         x = shift_images(x, torch.full((n,), dy), torch.full((n,), dx))
         with torch.no_grad():
-            pred = model.head(model.features(x))
+            pred = model.predict(x)
         back, seen = torch.zeros_like(total), torch.zeros_like(count)
         for r in range(h):
             for c in range(w):
@@ -36,7 +36,8 @@ def _reference(model, L: torch.Tensor) -> torch.Tensor:
     return total / count
 
 
-@pytest.mark.parametrize("config", [{"flip_tta": True}, {"shift_tta": 1}, {"flip_tta": True, "shift_tta": 2}])
+@pytest.mark.parametrize("config", [{"flip_tta": True}, {"shift_tta": 1}, {"flip_tta": True, "shift_tta": 2},
+                                    {"flip_tta": True, "shift_tta": 1, "stem": 2}])
 def test_views_average_matches_explicit_shifts(config):
     model = _model(**config)
     L = torch.rand(3, 1, 16, 24, generator=torch.Generator().manual_seed(2))
