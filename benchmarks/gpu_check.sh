@@ -35,3 +35,12 @@ done
 step python3 -m autocolor evaluate --model vivid --device cuda --data "$DATA" --json --grid /tmp/grid2.png
 step python3 -m autocolor colorize autocolor/samples -o /tmp/colorized --device cuda
 ls /tmp/colorized | head -3
+# the space-to-depth unet (pixel_unshuffle/pixel_shuffle under bf16 autocast): trains on CUDA, alone and under
+# torchrun, and scores the same on CUDA and on the CPU (log of the H100 run: benchmarks/results/gpu/log-stem.txt)
+step python3 -m autocolor train --model unet --model-config '{"widths":[64,128,256],"stem":2}' --epochs 2 \
+  --device cuda --data "$DATA" --out /tmp/r-stem
+for d in cuda cpu; do
+  step python3 -m autocolor evaluate --model /tmp/r-stem --device $d --data "$DATA" --json --max-images 1000
+done
+step torchrun --standalone --nproc-per-node=1 -m autocolor train --model unet \
+  --model-config '{"stem":2,"flip_tta":true,"shift_tta":1}' --epochs 1 --device cuda --data "$DATA" --out /tmp/r-stem4
