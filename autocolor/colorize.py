@@ -167,7 +167,7 @@ class Colorizer:
         temp = self.temperature if temperature is None else temperature
         L = _lightness(photo)
         height, width = L.shape
-        h, w = working_shape(height, width, self.size, getattr(self.model, "size_multiple", 8))
+        h, w = working_shape(height, width, self.size, self.model.size_multiple)
         small = Image.fromarray(L.numpy(), "F").resize((w, h), Image.Resampling.BILINEAR)
         x = torch.from_numpy(np.asarray(small, dtype=np.float32).copy()).clamp_(0, 1).view(1, 1, h, w)
         x = x.to(self.device)

@@ -53,16 +53,18 @@ class _Accumulator:
 def evaluate(spec: str | os.PathLike, split: str = "test", max_images: int | None = None,
              data: str | None = None, device: str = "auto", precision: str = "auto",
              grid: str | os.PathLike | None = None, progress: bool = True,
-             images: str | os.PathLike | None = None, workers: int = 2, **opts) -> dict:
+             images: str | os.PathLike | None = None, workers: int = 2, overrides: dict | None = None,
+             **opts) -> dict:
     """Metrics of model ``spec`` on ``split`` (outputs rounded to 8 bits first) and of the grey input.
 
     PSNR and SSIM are per-image on RGB, then averaged; colourfulness is Hasler & Suesstrunk's;
     ``auc`` is the area under the a*b*-error curve for thresholds 0..150 (Zhang et al. 2016).
     With ``images=DIR`` the colour images of a folder are scored instead (see ``evaluate_folder``).
+    ``overrides`` replace weight-free architecture options of the card (e.g. test-time views) for this call.
     """
     dev = pick_device(device)
     precision = pick_precision(precision, dev)
-    model, card = load_model(spec, dev, fuse=True)  # BatchNorm folded into the convolutions
+    model, card = load_model(spec, dev, fuse=True, overrides=overrides)  # BatchNorm folded into the convolutions
     if images is not None:
         return evaluate_folder(model, card, spec, images, max_images=max_images, device=dev, precision=precision,
                                grid=grid, progress=progress, workers=workers, **opts)

@@ -58,7 +58,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, size: int = 32, opset
                 card: dict | None = None) -> Path:
     """Export ``model``'s chroma path to ``path`` (dynamic batch/height/width); traced at ``size``x``size``."""
     onnx, _ = _require_onnx()
-    multiple = int(getattr(model, "size_multiple", 8))
+    multiple = int(model.size_multiple)
     if size < multiple or size % multiple:
         raise AutocolorError(f"--size {size}: must be a positive multiple of {multiple}")
     if opset < 17:

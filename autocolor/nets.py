@@ -22,6 +22,7 @@ class ColorNet(nn.Module):
     """A colorizer: ``forward(L) -> raw``, ``loss(raw, lab, rgb)``, ``chroma(L, raw) -> a*b*``."""
 
     output = "ab"
+    size_multiple = 8  # input sides must be multiples of this; each model sets its own
 
     def loss(self, raw: torch.Tensor, lab: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
         """Training loss against the target image given as Lab and as sRGB in [0, 1]."""

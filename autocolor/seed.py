@@ -38,6 +38,7 @@ class SeedAutoencoder(ColorNet):
         self.decoder = nn.Sequential(*[decoder_block(a, b) for a, b in zip(back[:-1], back[1:], strict=True)])
         self.head = nn.Conv2d(widths[0], 3 if output == "rgb" else 2, 3, padding=1)
         self.act = nn.Sigmoid() if output == "rgb" else nn.Tanh()
+        self.size_multiple = 2 ** len(widths)  # one 2x pooling per encoder block
 
     def forward(self, L: torch.Tensor) -> torch.Tensor:
         return self.act(self.head(self.decoder(self.encoder(L))))

@@ -33,6 +33,7 @@ CHECKPOINT = "checkpoint.pt"
 GRID_IMAGES = 16
 DEFAULT_IMAGE_SIZE = 128  # crop side for image folders
 PRIOR_PIXELS = 20_000_000  # pixels of training crops a model.prepare() colour prior is estimated from
+CIFAR_CLASSES = 10
 
 
 class TrainingInterrupted(AutocolorError):
@@ -192,14 +193,20 @@ def _replay_command(command: str) -> str:
 
 
 def train_step(net: torch.nn.Module, model: torch.nn.Module, opt: torch.optim.Optimizer, imgs: torch.Tensor,
-               device: torch.device, precision: str) -> torch.Tensor:
+               device: torch.device, precision: str, labels: torch.Tensor | None = None) -> torch.Tensor:
     """One optimisation step on a uint8 RGB batch: Lab target, autocast forward through ``net`` (``model`` or
-    its DDP wrapper, channels_last), ``model.loss`` in fp32, AdamW. Returns the loss (no host sync)."""
+    its DDP wrapper, channels_last), ``model.loss`` in fp32, AdamW. ``labels`` (class indices) reach the loss
+    of a model whose ``uses_labels`` is true. Returns the loss (no host sync)."""
     rgb = to_float(imgs.to(device, non_blocking=True))
     lab, L = lab_and_input(rgb)
     with autocast(device, precision):
         raw = net(L.contiguous(memory_format=torch.channels_last))
-    loss = model.loss(raw, lab, rgb)
+    if getattr(model, "uses_labels", False):
+        if labels is None:
+            raise AutocolorError("this model trains with class labels (CIFAR-10 only)")
+        loss = model.loss(raw, lab, rgb, labels=labels.to(device, non_blocking=True))
+    else:
+        loss = model.loss(raw, lab, rgb)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -217,7 +224,8 @@ class _Data:
     grid: torch.Tensor  # uint8 validation images for the per-epoch sample sheet (rank 0)
     description: str
     image_size: int
-    batches: Callable[[int, int], Iterator[torch.Tensor]]  # (epoch, first step) -> this rank's uint8 batches
+    # (epoch, first step) -> this rank's (uint8 images, int64 labels or None) batches
+    batches: Callable[[int, int], Iterator[tuple[torch.Tensor, torch.Tensor | None]]]
     prior: Callable[[], torch.Tensor]  # training images for ``model.prepare`` (colour priors)
     failures: list = field(default_factory=list)  # files that failed to load during the current epoch
 
@@ -226,12 +234,12 @@ def _cifar_data(cfg: TrainConfig, info: ddp.DistInfo, device: torch.device) -> _
     train_split, val = _data(cfg)
     pin = device.type == "cuda"
 
-    def batches(epoch: int, start: int) -> Iterator[torch.Tensor]:
+    def batches(epoch: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         shard = (info.rank, info.world)
-        for i, (imgs, _) in enumerate(epoch_batches(train_split, cfg.batch_size, cfg.seed, epoch, shard=shard,
-                                                    shift=cfg.shift)):
+        for i, (imgs, labels) in enumerate(epoch_batches(train_split, cfg.batch_size, cfg.seed, epoch,
+                                                         shard=shard, shift=cfg.shift)):
             if i >= start:
-                yield imgs.pin_memory() if pin else imgs
+                yield (imgs.pin_memory() if pin else imgs), labels
 
     desc = (f"CIFAR-10 training set with the validation split (final fit): {len(train_split)} images for training; "
             f"{len(val)} validation images scored only to monitor training" if cfg.final_fit else
@@ -257,14 +265,14 @@ def _folder_data(cfg: TrainConfig, info: ddp.DistInfo, device: torch.device, log
                  load_stack(val_ds, GRID_IMAGES) if info.is_main else torch.empty(0), split.description, size,
                  lambda e, s: iter(()), lambda: torch.empty(0))
 
-    def batches(epoch: int, start: int) -> Iterator[torch.Tensor]:
+    def batches(epoch: int, start: int) -> Iterator[tuple[torch.Tensor, None]]:
         train_ds.epoch = epoch  # crops depend on (seed, epoch, index); workers get a fresh copy each epoch
         sampler.set_epoch(epoch)
         sampler.start = start * local
         try:
             for imgs, failed in loader:
                 data.failures += [train_ds.files[i] for i in failed.tolist() if i >= 0]
-                yield imgs
+                yield imgs, None
         finally:
             sampler.start = 0
 
@@ -322,16 +330,19 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
         model = build(cfg.model, **cfg.model_config)
     except (TypeError, ValueError) as exc:
         raise AutocolorError(f"--model-config does not fit {cfg.model}: {exc}") from None
+    if getattr(model, "uses_labels", False) and (cfg.images or model.classify.out_features != CIFAR_CLASSES):
+        raise AutocolorError(f"--model-config classes trains on CIFAR-10's labels: it needs classes "
+                             f"{CIFAR_CLASSES} and no --images")
     model = model.to(device).to(memory_format=torch.channels_last)
     if info.enabled:  # weights come from rank 0 (DDP broadcasts them); other randomness differs per rank
         torch.manual_seed(cfg.seed + 7919 * (info.rank + 1))
-    data = _folder_data(cfg, info, device, log) if cfg.images else _cifar_data(cfg, info, device)
-    steps = data.steps
-    multiple = int(getattr(model, "size_multiple", 8))
-    if data.image_size % multiple:
+    size, multiple = (cfg.image_size or DEFAULT_IMAGE_SIZE) if cfg.images else 32, model.size_multiple
+    if size % multiple:  # checked before any data is read or scanned
         hint = "; choose another --image-size" if cfg.images else ""
         raise AutocolorError(f"{cfg.model} with this --model-config needs image sides that are multiples of "
-                             f"{multiple}, and the training images are {data.image_size}x{data.image_size}{hint}")
+                             f"{multiple}, and the training images are {size}x{size}{hint}")
+    data = _folder_data(cfg, info, device, log) if cfg.images else _cifar_data(cfg, info, device)
+    steps = data.steps
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps,
                                                 pct_start=0.2)
@@ -379,8 +390,8 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
                        mininterval=1.0, dynamic_ncols=True, disable=not info.is_main)
             acc = torch.zeros((), device=device)
             n_acc = 0
-            for imgs in data.batches(epoch, step):
-                loss = train_step(net, model, opt, imgs, device, precision)
+            for imgs, labels in data.batches(epoch, step):
+                loss = train_step(net, model, opt, imgs, device, precision, labels)
                 sched.step()
                 acc += loss.detach() * len(imgs)
                 n_acc += len(imgs)

@@ -38,8 +38,10 @@ class UNet(ColorNet):
 
     def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), out_channels: int = 2,
                  objective: str = "mse", flip_tta: bool = False, context: bool = False, shift_tta: int = 0,
-                 stem: int = 1) -> None:
+                 stem: int = 1, classes: int = 0, class_weight: float = 0.05) -> None:
         super().__init__()
+        if classes < 0 or class_weight < 0:
+            raise ValueError(f"classes and class_weight must be >= 0, got {classes} and {class_weight}")
         if stem not in (1, 2, 4):
             raise ValueError(f"stem must be 1, 2 or 4, got {stem}")
         self.stem = int(stem)
@@ -58,6 +60,16 @@ class UNet(ColorNet):
         # optional image-level context (Iizuka et al. 2016 style): pooled bottleneck -> MLP -> added everywhere
         self.context = nn.Sequential(nn.Linear(widths[-1], widths[-1]), nn.ReLU(inplace=True),
                                      nn.Linear(widths[-1], widths[-1])) if context else None
+        # optional auxiliary task (Iizuka et al. 2016): predict the image's class from the pooled bottleneck
+        # while training, so the features the decoder sees carry semantics; unused at inference
+        self.classify = nn.Linear(widths[-1], classes) if classes else None
+        self.aux_weight = float(class_weight)  # (``class_weight`` is the vivid model's rebalancing buffer)
+        self._logits: torch.Tensor | None = None
+
+    @property
+    def uses_labels(self) -> bool:
+        """True when training needs the images' class labels (``classes`` > 0)."""
+        return self.classify is not None
 
     @property
     def size_multiple(self) -> int:
@@ -70,6 +82,8 @@ class UNet(ColorNet):
         for i, block in enumerate(self.down):
             x = block(x if i == 0 else F.max_pool2d(x, 2))
             skips.append(x)
+        if self.classify is not None and self.training:
+            self._logits = self.classify(x.mean((2, 3)))
         if self.context is not None:
             x = x + self.context(x.mean((2, 3)))[:, :, None, None]
         for block, skip in zip(reversed(self.up), reversed(skips[-1 - len(self.up):-1]), strict=True):
@@ -113,12 +127,26 @@ class UNet(ColorNet):
         valid = F.pad(torch.ones_like(L[:1, :1]), (p, p, p, p))[..., p + dy:p + dy + h, p + dx:p + dx + w]
         return out, valid
 
-    def loss(self, raw: torch.Tensor, lab: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+    def loss(self, raw: torch.Tensor, lab: torch.Tensor, rgb: torch.Tensor,
+             labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The colour objective; plus ``class_weight`` x cross-entropy of the auxiliary class prediction when
+        ``labels`` are given to a model with ``classes`` (after a training-mode forward)."""
         if self.objective == "mse":
-            return super().loss(raw, lab, rgb)
-        pred = lab_to_rgb_unclipped_k(torch.cat([lab[:, :1], raw.float() * AB_SCALE], 1), clip=False)
-        mse = (pred.clamp(0, 1) - rgb).pow(2).flatten(1).mean(1)
-        return torch.log10(mse + 1e-5).mean()
+            colour = super().loss(raw, lab, rgb)
+        else:
+            pred = lab_to_rgb_unclipped_k(torch.cat([lab[:, :1], raw.float() * AB_SCALE], 1), clip=False)
+            mse = (pred.clamp(0, 1) - rgb).pow(2).flatten(1).mean(1)
+            colour = torch.log10(mse + 1e-5).mean()
+        return self._with_class_loss(colour, labels)
+
+    def _with_class_loss(self, colour: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """``colour`` plus the weighted cross-entropy of the auxiliary class prediction (when it applies)."""
+        if labels is None or self.classify is None:
+            return colour
+        if self._logits is None or len(self._logits) != len(labels):
+            raise RuntimeError("loss with labels needs a training-mode forward of the same batch first")
+        logits, self._logits = self._logits, None
+        return colour + self.aux_weight * F.cross_entropy(logits.float(), labels)
 
 
 def gamut_bins(grid: float = GRID) -> torch.Tensor:
@@ -156,9 +184,10 @@ class VividUNet(UNet):
 
     def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), temperature: float = 0.38,
                  rebalance: float = 0.5, calibrate: bool = False, boost: float = 0.0,
-                 context: bool = False) -> None:
+                 context: bool = False, classes: int = 0, class_weight: float = 0.05) -> None:
         centres = gamut_bins()
-        super().__init__(widths, out_channels=len(centres), objective="mse", context=context)
+        super().__init__(widths, out_channels=len(centres), objective="mse", context=context, classes=classes,
+                         class_weight=class_weight)
         self.up = self.up[1:]
         self.head = nn.Conv2d(tuple(widths)[1], len(centres), 1)
         self.temperature = temperature
@@ -194,9 +223,10 @@ class VividUNet(UNet):
         w = 1.0 / ((1 - self.rebalance) * prior + self.rebalance / len(prior))
         self.class_weight.copy_(w / (w * prior).sum())
 
-    def loss(self, raw: torch.Tensor, lab: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+    def loss(self, raw: torch.Tensor, lab: torch.Tensor, rgb: torch.Tensor,
+             labels: torch.Tensor | None = None) -> torch.Tensor:
         target = self.nearest_bin(F.avg_pool2d(lab[:, 1:], lab.shape[-1] // raw.shape[-1]))
-        return F.cross_entropy(raw.float(), target, weight=self.class_weight)
+        return self._with_class_loss(F.cross_entropy(raw.float(), target, weight=self.class_weight), labels)
 
     def chroma(self, L: torch.Tensor, raw: torch.Tensor, temperature: float | None = None,
                boost: float | None = None, calibrate: bool | None = None, **opts) -> torch.Tensor:
@@ -235,18 +265,22 @@ class VividUNet(UNet):
 
 @register("unet")
 def unet(widths: tuple[int, ...] = (32, 64, 128, 256), objective: str = "psnr", flip_tta: bool = False,
-         context: bool = False, shift_tta: int = 0, stem: int = 1) -> UNet:
+         context: bool = False, shift_tta: int = 0, stem: int = 1, classes: int = 0,
+         class_weight: float = 0.05) -> UNet:
     """Fidelity U-Net: a*b* regression (default objective: mean per-image PSNR); ``flip_tta`` averages the
     prediction with that of the mirrored input at inference, ``shift_tta=s`` also with inputs translated by
     s pixels each way; ``context`` adds an image-level feature; ``stem=2`` runs the net on 2x2 space-to-depth
-    blocks of L* (half resolution, 4 channels) and depth-to-space's the a*b* back to full resolution."""
-    return UNet(widths, objective=objective, flip_tta=flip_tta, context=context, shift_tta=shift_tta, stem=stem)
+    blocks of L* (half resolution, 4 channels) and depth-to-space's the a*b* back to full resolution;
+    ``classes=10`` trains an auxiliary CIFAR-10 class prediction (weight ``class_weight``; needs labels)."""
+    return UNet(widths, objective=objective, flip_tta=flip_tta, context=context, shift_tta=shift_tta, stem=stem,
+                classes=classes, class_weight=class_weight)
 
 
 @register("unet-vivid")
 def unet_vivid(widths: tuple[int, ...] = (32, 64, 128, 256), temperature: float = 0.38, rebalance: float = 0.5,
-               calibrate: bool = False, boost: float = 0.0, context: bool = False) -> VividUNet:
+               calibrate: bool = False, boost: float = 0.0, context: bool = False, classes: int = 0,
+               class_weight: float = 0.05) -> VividUNet:
     """Vivid U-Net: a*b* bin classification with rebalancing, annealed-mean decoding; ``calibrate`` undoes the
     rebalancing at decode time and ``boost`` adds the per-image colour boost (``VividUNet.boost_factor``)."""
-    return VividUNet(widths, temperature, rebalance, calibrate, boost, context)
+    return VividUNet(widths, temperature, rebalance, calibrate, boost, context, classes, class_weight)
 

@@ -74,15 +74,19 @@ def load_card(weights: Path) -> dict:
 
 
 def load_model(spec: str | os.PathLike, device: str | torch.device = "cpu",
-               fuse: bool = False) -> tuple[nn.Module, dict]:
+               fuse: bool = False, overrides: dict | None = None) -> tuple[nn.Module, dict]:
     """Load a trained model (bundled name, run folder or .safetensors file) in eval mode, with its card.
 
     ``fuse=True`` (what the inference paths use) folds BatchNorm into the convolutions
-    (``autocolor.fuse.fuse_for_inference``): same outputs, faster, but inference only.
+    (``autocolor.fuse.fuse_for_inference``): same outputs, faster, but inference only. ``overrides`` replace
+    architecture options that do not change the weights (e.g. test-time views); the card is returned as stored.
     """
     path = resolve(spec)
     card = load_card(path)
-    model = build(card["architecture"], **card.get("config", {}))
+    try:
+        model = build(card["architecture"], **{**card.get("config", {}), **(overrides or {})})
+    except (TypeError, ValueError) as exc:
+        raise AutocolorError(f"options {overrides} do not fit {card['architecture']}: {exc}") from None
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as exc:

@@ -16,21 +16,9 @@ import torch
 
 from autocolor.colour import greyscale, lab_from, to_float, to_uint8
 from autocolor.data import load_split
-from autocolor.fuse import fuse_for_inference
 from autocolor.metrics import psnr
-from autocolor.models import build
 from autocolor.runtime import autocast, pick_precision
 from autocolor.weights import load_model
-
-
-def member(run: str, views: dict) -> torch.nn.Module:
-    """The run's model (BN folded), with the test-time views overridden where ``views`` says so."""
-    model, card = load_model(run, fuse=False)
-    if views:
-        fresh = build(card["architecture"], **{**card.get("config", {}), **views})
-        fresh.load_state_dict(model.state_dict())
-        model = fresh
-    return fuse_for_inference(model.eval())
 
 
 @torch.no_grad()
@@ -43,7 +31,7 @@ def main() -> None:
     ap.add_argument("--max-images", type=int, default=None)
     args = ap.parse_args()
     views = {k: v for k, v in (("flip_tta", args.flip_tta), ("shift_tta", args.shift_tta)) if v is not None}
-    models = [member(run, views) for run in args.runs]
+    models = [load_model(run, fuse=True, overrides=views)[0] for run in args.runs]
     images = load_split("val", args.data).images[:args.max_images]
     precision = pick_precision("auto", torch.device("cpu"))
     sums = torch.zeros(len(models) + 1, dtype=torch.float64)

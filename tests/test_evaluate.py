@@ -99,3 +99,22 @@ def test_ab_error_cdf_with_precomputed_target_ab():
     cdf = metrics.ab_error_cdf(a, b)
     assert torch.equal(metrics.ab_error_cdf(a, b, metrics.target_ab(b)), cdf)
     assert 0.0 < float(cdf[10]) < float(cdf[100]) <= 1.0  # random colours: errors spread over the thresholds
+
+
+def test_overrides_score_other_views_without_touching_the_card(cifar_dir, tmp_path):
+    """``overrides`` (what benchmarks/tta_default.py passes) score the same weights with other test-time views:
+    the same numbers as a card that stores those views, and the run's card file is left byte for byte."""
+    from autocolor.evaluate import evaluate
+
+    torch.manual_seed(0)
+    run = tmp_path / "run"
+    weights.save_model(models.build("unet", widths=(8, 16, 32)).eval(), run / "model.safetensors", {"name": "u"})
+    card = (run / "model.json").read_text()
+    kw = dict(split="val", max_images=64, data=str(cifar_dir), device="cpu", progress=False)
+    plain = evaluate(run, **kw)
+    viewed = evaluate(run, overrides={"flip_tta": True, "shift_tta": 1}, **kw)
+    assert (run / "model.json").read_text() == card and viewed["psnr"] != plain["psnr"]
+    stored = json.loads(card)
+    stored["config"].update(flip_tta=True, shift_tta=1)
+    (run / "model.json").write_text(json.dumps(stored))
+    assert evaluate(run, **kw)["psnr"] == viewed["psnr"]

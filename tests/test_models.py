@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from autocolor import models, registry, weights
@@ -102,6 +103,23 @@ def test_save_and_load_round_trip(tmp_path):
     assert weights.resolve(path) == path and weights.resolve(tmp_path) == path
 
 
+def test_load_model_overrides_views(tmp_path):
+    """``overrides`` change test-time views of stored weights (the card stays as stored); bad ones are user errors."""
+    torch.manual_seed(0)
+    run = tmp_path / "run"
+    weights.save_model(models.build("unet", widths=(8, 16, 32)).eval(), run / "model.safetensors",
+                       {"name": "u", "architecture": "unet", "config": {"widths": [8, 16, 32]}})
+    plain, card = weights.load_model(run)
+    viewed, card2 = weights.load_model(run, overrides={"flip_tta": True, "shift_tta": 2})
+    assert (plain.flip_tta, plain.shift_tta, viewed.flip_tta, viewed.shift_tta) == (False, 0, True, 2)
+    assert card2 == card and "flip_tta" not in card["config"]
+    L = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert not torch.allclose(plain(L), viewed(L))
+    with pytest.raises(AutocolorError, match="do not fit unet: shift_tta"):
+        weights.load_model(run, overrides={"shift_tta": 9})
+
+
 def test_load_errors(tmp_path):
     (tmp_path / "model.pt").write_bytes(b"pickle")
     with pytest.raises(AutocolorError, match="pickled weights are refused"):
@@ -141,3 +159,33 @@ def test_unet_space_to_depth_stem():
     assert models.build("unet").size_multiple == 8
     with pytest.raises(ValueError, match="stem"):
         models.build("unet", stem=3)
+
+
+def test_unet_auxiliary_class_loss():
+    """``classes``: a training forward predicts the class from the pooled bottleneck; the loss with labels is the
+    colour loss plus ``class_weight`` x cross-entropy, gradients reach the class head, and inference ignores it."""
+    torch.manual_seed(0)
+    model = models.build("unet", widths=(8, 16, 32), classes=10, class_weight=0.5).train()
+    plain = models.build("unet", widths=(8, 16, 32)).train()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("classify.")})
+    assert model.uses_labels and not plain.uses_labels
+    rgb = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    from autocolor.colour import lab_and_input
+    lab, L = lab_and_input(rgb)
+    labels = torch.tensor([0, 3, 9, 3])
+    raw = model(L)
+    logits = model.classify(model.down[-1](F.max_pool2d(model.down[1](F.max_pool2d(model.down[0](L), 2)), 2))
+                            .mean((2, 3)))
+    colour = plain.loss(plain(L), lab, rgb)
+    loss = model.loss(raw, lab, rgb, labels=labels)
+    assert torch.allclose(loss, colour + 0.5 * F.cross_entropy(logits, labels), atol=1e-5)
+    loss.backward()
+    assert model.classify.weight.grad.abs().sum() > 0
+    with pytest.raises(RuntimeError, match="training-mode forward"):
+        model.loss(raw, lab, rgb, labels=labels)  # the logits were used up by the loss above
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("classify.")})
+    model.eval(), plain.eval()
+    with torch.no_grad():
+        assert torch.equal(model(L), plain(L)) and model._logits is None
+    with pytest.raises(ValueError, match="classes"):
+        models.build("unet", classes=-1)

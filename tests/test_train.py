@@ -226,3 +226,22 @@ def test_model_config_errors_are_user_errors(tmp_path):
     with pytest.raises(AutocolorError, match="multiples of 64, and the training images are 32x32"):
         train(_cfg(tmp_path, "b", model="unet", model_config={"stem": 4, "widths": (4, 8, 8, 8, 8)}),
               log=lambda *a: None)
+
+
+def test_auxiliary_class_head_trains_on_cifar_labels(tmp_path):
+    """``classes`` 10 takes CIFAR-10's labels into the loss (a train_step without them is refused); other class
+    counts and image folders are refused before any data is read."""
+    run = train(_cfg(tmp_path, "aux", model="unet", epochs=1, model_config={"classes": 10}), log=lambda *a: None)
+    assert "classify.weight" in _weights(run)
+    card = json.loads((run / "model.json").read_text())
+    assert card["config"]["classes"] == 10
+    model = train_mod.build("unet", classes=10)
+    opt = torch.optim.AdamW(model.parameters())
+    with pytest.raises(AutocolorError, match="class labels"):
+        train_mod.train_step(model, model, opt, torch.zeros(2, 3, 32, 32, dtype=torch.uint8), torch.device("cpu"),
+                             "fp32")
+    with pytest.raises(AutocolorError, match="needs classes 10 and no --images"):
+        train(_cfg(tmp_path, "b", model="unet", model_config={"classes": 5}), log=lambda *a: None)
+    with pytest.raises(AutocolorError, match="needs classes 10 and no --images"):
+        train(_cfg(tmp_path, "c", model="unet", model_config={"classes": 10}, images=str(tmp_path)),
+              log=lambda *a: None)
