@@ -201,7 +201,7 @@ def train_step(net: torch.nn.Module, model: torch.nn.Module, opt: torch.optim.Op
     lab, L = lab_and_input(rgb)
     with autocast(device, precision):
         raw = net(L.contiguous(memory_format=torch.channels_last))
-    if getattr(model, "uses_labels", False):
+    if model.uses_labels:
         if labels is None:
             raise AutocolorError("this model trains with class labels (CIFAR-10 only)")
         loss = model.loss(raw, lab, rgb, labels=labels.to(device, non_blocking=True))
@@ -330,7 +330,7 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
         model = build(cfg.model, **cfg.model_config)
     except (TypeError, ValueError) as exc:
         raise AutocolorError(f"--model-config does not fit {cfg.model}: {exc}") from None
-    if getattr(model, "uses_labels", False) and (cfg.images or model.classify.out_features != CIFAR_CLASSES):
+    if model.uses_labels and (cfg.images or model.classify.out_features != CIFAR_CLASSES):
         raise AutocolorError(f"--model-config classes trains on CIFAR-10's labels: it needs classes "
                              f"{CIFAR_CLASSES} and no --images")
     model = model.to(device).to(memory_format=torch.channels_last)

@@ -86,7 +86,8 @@ def load_model(spec: str | os.PathLike, device: str | torch.device = "cpu",
     try:
         model = build(card["architecture"], **{**card.get("config", {}), **(overrides or {})})
     except (TypeError, ValueError) as exc:
-        raise AutocolorError(f"options {overrides} do not fit {card['architecture']}: {exc}") from None
+        options = f"options {overrides}" if overrides else f"the card's options {card.get('config', {})}"
+        raise AutocolorError(f"{options} do not fit {card['architecture']}: {exc}") from None
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as exc:
