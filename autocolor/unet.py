@@ -82,10 +82,11 @@ class UNet(ColorNet):
         for i, block in enumerate(self.down):
             x = block(x if i == 0 else F.max_pool2d(x, 2))
             skips.append(x)
+        pooled = x.mean((2, 3)) if self.context is not None or self.classify is not None else None
         if self.classify is not None and self.training:
-            self._logits = self.classify(x.mean((2, 3)))
+            self._logits = self.classify(pooled)
         if self.context is not None:
-            x = x + self.context(x.mean((2, 3)))[:, :, None, None]
+            x = x + self.context(pooled)[:, :, None, None]
         for block, skip in zip(reversed(self.up), reversed(skips[-1 - len(self.up):-1]), strict=True):
             x = block(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skip], dim=1))
         return x
@@ -120,7 +121,8 @@ class UNet(ColorNet):
         """Prediction for ``L`` translated by (dy, dx) with mirrored borders (as ``--shift`` trains), moved
         back into place, and a (1, 1, H, W) mask of the pixels whose prediction saw them in the image."""
         if dy == 0 and dx == 0:
-            return self.predict(L), torch.ones_like(L[:1, :1])
+            out = self.predict(L)
+            return out, torch.ones_like(out[:1, :1])
         p, (h, w) = max(abs(dy), abs(dx)), L.shape[-2:]
         x = F.pad(L, (p, p, p, p), mode="reflect")[..., p - dy:p - dy + h, p - dx:p - dx + w]
         out = F.pad(self.predict(x), (p, p, p, p))[..., p + dy:p + dy + h, p + dx:p + dx + w]
@@ -184,10 +186,10 @@ class VividUNet(UNet):
 
     def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), temperature: float = 0.38,
                  rebalance: float = 0.5, calibrate: bool = False, boost: float = 0.0,
-                 context: bool = False, classes: int = 0, class_weight: float = 0.05) -> None:
+                 context: bool = False, classes: int = 0, class_weight: float = 0.05, flip_tta: bool = False) -> None:
         centres = gamut_bins()
         super().__init__(widths, out_channels=len(centres), objective="mse", context=context, classes=classes,
-                         class_weight=class_weight)
+                         class_weight=class_weight, flip_tta=flip_tta)
         self.up = self.up[1:]
         self.head = nn.Conv2d(tuple(widths)[1], len(centres), 1)
         self.temperature = temperature
@@ -279,8 +281,9 @@ def unet(widths: tuple[int, ...] = (32, 64, 128, 256), objective: str = "psnr", 
 @register("unet-vivid")
 def unet_vivid(widths: tuple[int, ...] = (32, 64, 128, 256), temperature: float = 0.38, rebalance: float = 0.5,
                calibrate: bool = False, boost: float = 0.0, context: bool = False, classes: int = 0,
-               class_weight: float = 0.05) -> VividUNet:
+               class_weight: float = 0.05, flip_tta: bool = False) -> VividUNet:
     """Vivid U-Net: a*b* bin classification with rebalancing, annealed-mean decoding; ``calibrate`` undoes the
-    rebalancing at decode time and ``boost`` adds the per-image colour boost (``VividUNet.boost_factor``)."""
-    return VividUNet(widths, temperature, rebalance, calibrate, boost, context, classes, class_weight)
+    rebalancing at decode time and ``boost`` adds the per-image colour boost (``VividUNet.boost_factor``);
+    ``flip_tta`` averages the bin logits with those of the mirrored input at inference."""
+    return VividUNet(widths, temperature, rebalance, calibrate, boost, context, classes, class_weight, flip_tta)
 

@@ -3,12 +3,19 @@
 Each sample is turned grey, colorized with the long side of the model's input at each size, and compared
 with its colour original (PSNR, SSIM, ab-error AuC, colourfulness). The grey row is the do-nothing baseline.
 
-    python benchmarks/colorize_size.py MODEL [MODEL ...]      # bundled name, run dir, .safetensors or checkpoint.pt
+    python benchmarks/colorize_size.py MODEL [MODEL ...] [--write]   # bundled name, run dir, .safetensors or .pt
+
+--write stores the best size by PSNR (``colorize_size``) and the whole PSNR column
+(``colorize_size_selection``) in each model's card; `autocolor colorize` then works at that size.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import shlex
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,6 +24,7 @@ from PIL import Image
 from autocolor import metrics
 from autocolor.colorize import Colorizer, sample_paths
 from autocolor.models import build
+from autocolor.weights import resolve
 
 SIZES = [16, 32, 48, 64, 96, 128, 192, 256, 384]
 
@@ -40,7 +48,21 @@ def score(col: Colorizer, truth: list[np.ndarray], saturation: float = 1.0) -> l
     return np.mean(rows, axis=0).tolist()
 
 
-def main(specs: list[str]) -> None:
+def write_choice(spec: str, psnr_by_size: dict[int, float]) -> int:
+    """Store the best size by PSNR and the PSNR of every size in ``spec``'s card; return that size."""
+    best = max(psnr_by_size, key=psnr_by_size.get)
+    card_path = Path(resolve(spec)).with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card["colorize_size"] = best
+    card["colorize_size_selection"] = {
+        "command": shlex.join(["python", "benchmarks/colorize_size.py", spec]),
+        "data": f"the {len(sample_paths())} sample photos in autocolor/samples", "rule": "best PSNR",
+        "psnr_by_size": {str(k): round(v, 2) for k, v in psnr_by_size.items()}}
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return best
+
+
+def main(specs: list[str], write: bool = False) -> None:
     truth = [np.asarray(Image.open(p).convert("RGB")) for p in sample_paths()]
     print(f"{len(truth)} photos: " + ", ".join(p.name for p in sample_paths()) +
           f"; ground-truth colourfulness {np.mean([metrics.colourfulness(torch.from_numpy(t.copy()).permute(2, 0, 1)[None]).item() for t in truth]):.2f}")  # noqa: E501
@@ -48,10 +70,19 @@ def main(specs: list[str]) -> None:
         col = load(spec)
         print(f"\n{spec}\n{'size':>6} {'PSNR':>7} {'SSIM':>6} {'AuC':>6} {'colourf':>8}")
         print("{:>6} {:7.2f} {:6.3f} {:6.3f} {:8.2f}".format("grey", *score(col, truth, saturation=0.0)))
+        psnr_by_size = {}
         for size in SIZES:
             col.size = size
-            print("{:>6} {:7.2f} {:6.3f} {:6.3f} {:8.2f}".format(size, *score(col, truth)), flush=True)
+            row = score(col, truth)
+            psnr_by_size[size] = row[0]
+            print("{:>6} {:7.2f} {:6.3f} {:6.3f} {:8.2f}".format(size, *row), flush=True)
+        if write:
+            print(f"wrote colorize_size {write_choice(spec, psnr_by_size)} to the card of {spec}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["default"])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="*", default=["default"])
+    ap.add_argument("--write", action="store_true", help="store the best size in each model's card")
+    args = ap.parse_args(sys.argv[1:])
+    main(args.models, args.write)

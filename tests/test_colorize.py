@@ -7,6 +7,7 @@ of L*·255/100 (one 8-bit grey level); the mean absolute difference must be at m
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,22 @@ def test_card_colorize_size(tmp_path: Path) -> None:
     path = save_model(build("seed-lab").eval(), tmp_path / "m.safetensors", {"colorize_size": 96})
     assert Colorizer.load(path, device="cpu").size == 96
     assert Colorizer.load(path, device="cpu", size=32).size == 32
+
+
+def test_colorize_size_write_choice(tmp_path: Path) -> None:
+    """benchmarks/colorize_size.py --write: the best size by PSNR lands in the card, and colorize then uses it."""
+    import importlib.util
+
+    script = Path(__file__).parents[1] / "benchmarks" / "colorize_size.py"
+    spec = importlib.util.spec_from_file_location("colorize_size", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    torch.manual_seed(0)
+    path = save_model(build("seed-lab").eval(), tmp_path / "m.safetensors", {"colorize_size": 64, "name": "m"})
+    assert bench.write_choice(str(path), {32: 20.0, 48: 21.25, 96: 19.5}) == 48
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["colorize_size_selection"]["psnr_by_size"] == {"32": 20.0, "48": 21.25, "96": 19.5}
+    assert card["name"] == "m" and Colorizer.load(path, device="cpu").size == 48
 
 
 def test_working_shape_multiple_of_8() -> None:

@@ -62,3 +62,19 @@ def test_view_counts_and_plain_paths():
 def test_shift_tta_range():
     with pytest.raises(ValueError, match="shift_tta"):
         _model(shift_tta=5)
+
+
+def test_vivid_flip_tta_averages_the_mirrored_logits():
+    """unet-vivid's ``flip_tta``: the bin logits (half resolution) of the input and of its mirror, flipped back,
+    averaged; the decoded colours then differ from the single view's. Training still sees one view."""
+    torch.manual_seed(0)
+    plain = registry.build("unet-vivid", **SMALL).eval()
+    torch.manual_seed(0)
+    tta = registry.build("unet-vivid", **SMALL, flip_tta=True).eval()
+    L = torch.rand(2, 1, 16, 24, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        out, one, mirror = tta(L), plain(L), plain(L.flip(-1)).flip(-1)
+        assert out.shape == one.shape == (2, len(tta.centres), 8, 12)
+        assert torch.allclose(out, (one + mirror) / 2, atol=1e-5)
+        assert not torch.allclose(tta.chroma(L, out), plain.chroma(L, one), atol=1e-3)
+        assert torch.equal(tta.train()(L), plain.train()(L))
