@@ -19,7 +19,8 @@ from pathlib import Path
 from autocolor.evaluate import evaluate
 from autocolor.weights import resolve
 
-KEYS = ["temperature", "boost", "psnr", "ssim", "colorfulness", "delta_colorfulness", "grey_psnr"]
+KEYS = ["temperature", "boost", "psnr", "ssim", "colorfulness", "delta_colorfulness", "grey_psnr", "semantic_accuracy",
+        "semantic_gap_closed"]
 
 
 def main() -> None:
@@ -35,16 +36,17 @@ def main() -> None:
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     rows = []
-    print("| temperature | boost | PSNR | SSIM | colourfulness | delta |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("| temperature | boost | PSNR | SSIM | colourfulness | delta | semantic acc. | gap closed |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for t in args.temperatures:
         for b in args.boosts:
             r = evaluate(args.run, split="val", max_images=args.max_images, data=args.data, progress=False,
                          temperature=t, boost=b, calibrate=args.calibrate, overrides={"flip_tta": args.flip_tta})
             rows.append((t, b, r["psnr"], r["ssim"], r["colorfulness"], r["delta_colorfulness"],
-                         r["grey_baseline"]["psnr"]))
+                         r["grey_baseline"]["psnr"], r.get("semantic_accuracy"), r.get("semantic_gap_closed")))
             print(f"| {t:.2f} | {b:g} | {r['psnr']:.3f} | {r['ssim']:.4f} | {r['colorfulness']:.2f} | "
-                  f"{r['delta_colorfulness']:.2f} |", flush=True)
+                  f"{r['delta_colorfulness']:.2f} | {r.get('semantic_accuracy')} | {r.get('semantic_gap_closed')} |",
+                  flush=True)
     ok = [row for row in rows if row[5] <= args.max_delta]
     best = max(ok, key=lambda row: row[2]) if ok else min(rows, key=lambda row: row[5])
     print(f"chosen temperature {best[0]}, boost {best[1]} (validation PSNR {best[2]:.3f}, delta colourfulness "
