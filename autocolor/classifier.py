@@ -20,9 +20,8 @@ from tqdm import tqdm
 
 from autocolor.colour import to_float
 from autocolor.data import epoch_batches, load_split
-from autocolor.files import atomic_write_bytes
 from autocolor.runtime import autocast, machine_name, pick_device, pick_precision
-from autocolor.weights import BUNDLED
+from autocolor.weights import BUNDLED, write_card
 
 MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
 STD = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)
@@ -116,7 +115,7 @@ def train_classifier(epochs: int, out: Path, batch_size: int = 256, lr: float = 
             "training": {"command": shlex.join(["python", "-m", "autocolor.classifier", *sys.argv[1:]]),
                          "data": "CIFAR-10 training set (50,000 images)", "epochs": epochs,
                          "seconds": round(seconds, 1), "machine": machine_name(), "precision": prec}}
-    atomic_write_bytes(out.with_suffix(".json"), (json.dumps(card, indent=2) + "\n").encode())
+    write_card(out, card)
     return card
 
 

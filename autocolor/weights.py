@@ -32,8 +32,15 @@ def save_model(model: nn.Module, path: Path, card: dict) -> Path:
     os.replace(tmp, path)
     full = {"architecture": model.arch_name, "config": model.arch_config, "parameters": count_params(model),
             "output": getattr(model, "output", "ab"), **card}
-    atomic_write_bytes(path.with_suffix(".json"), (json.dumps(full, indent=2) + "\n").encode())
+    write_card(path, full)
     return path
+
+
+def write_card(weights: Path, card: dict) -> Path:
+    """Write ``card`` as the JSON model card beside ``weights`` (same stem, .json), atomically; returns its path."""
+    card_path = Path(weights).with_suffix(".json")
+    atomic_write_bytes(card_path, (json.dumps(card, indent=2) + "\n").encode())
+    return card_path
 
 
 def bundled_names() -> list[str]:

@@ -12,10 +12,8 @@ with its colour original (PSNR, SSIM, ab-error AuC, colourfulness). The grey row
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,7 +22,7 @@ from PIL import Image
 from autocolor import metrics
 from autocolor.colorize import Colorizer, sample_paths
 from autocolor.models import build
-from autocolor.weights import resolve
+from autocolor.weights import load_card, resolve, write_card
 
 SIZES = [16, 32, 48, 64, 96, 128, 192, 256, 384]
 
@@ -51,14 +49,14 @@ def score(col: Colorizer, truth: list[np.ndarray], saturation: float = 1.0) -> l
 def write_choice(spec: str, psnr_by_size: dict[int, float]) -> int:
     """Store the best size by PSNR and the PSNR of every size in ``spec``'s card; return that size."""
     best = max(psnr_by_size, key=psnr_by_size.get)
-    card_path = Path(resolve(spec)).with_suffix(".json")
-    card = json.loads(card_path.read_text())
+    weights = resolve(spec)
+    card = load_card(weights)
     card["colorize_size"] = best
     card["colorize_size_selection"] = {
         "command": shlex.join(["python", "benchmarks/colorize_size.py", spec]),
         "data": f"the {len(sample_paths())} sample photos in autocolor/samples", "rule": "best PSNR",
         "psnr_by_size": {str(k): round(v, 2) for k, v in psnr_by_size.items()}}
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    write_card(weights, card)
     return best
 
 

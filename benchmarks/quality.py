@@ -15,7 +15,7 @@ from pathlib import Path
 from autocolor.evaluate import evaluate
 from autocolor.plots import save_figure
 from autocolor.runtime import machine_name
-from autocolor.weights import BUNDLED, bundled_names
+from autocolor.weights import BUNDLED, bundled_names, load_card, write_card
 
 ORDER = ["seed", "seed-lab", "default", "vivid"]
 COLUMNS = ["psnr", "ssim", "colorfulness", "delta_colorfulness", "auc", "semantic_accuracy", "semantic_gap_closed"]
@@ -65,10 +65,9 @@ def main() -> None:
         print(json.dumps(res))
         lines.append(row(f"`{name}`", res))
         grey, truth = res["grey_baseline"], res["ground_truth"]
-        card_path = BUNDLED / f"{name}.json"
-        card = json.loads(card_path.read_text())
+        card = load_card(BUNDLED / f"{name}.safetensors")
         card.setdefault("metrics", {})["test"] = {k: v for k, v in res.items() if k not in ("model", "grid")}
-        card_path.write_text(json.dumps(card, indent=2) + "\n")
+        write_card(BUNDLED / f"{name}.safetensors", card)
         if name == "default":
             time_to_quality(card, Path("docs/time_to_quality.png"))
     if grey:

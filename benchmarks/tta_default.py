@@ -10,21 +10,16 @@ copies the card's setting.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
 from pathlib import Path
 
 from autocolor.evaluate import evaluate
-from autocolor.weights import resolve
+from autocolor.weights import load_card, resolve, write_card
 
 SETTINGS = [{"flip_tta": False, "shift_tta": 0}, {"flip_tta": True, "shift_tta": 0},
             {"flip_tta": True, "shift_tta": 1}, {"flip_tta": True, "shift_tta": 2}]
-
-
-def _card_path(run: str) -> Path:
-    return Path(resolve(run)).with_suffix(".json")
 
 
 def main() -> None:
@@ -34,8 +29,7 @@ def main() -> None:
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--apply-to", default=None, metavar="RUN_DIR2")
     args = ap.parse_args()
-    card_path = _card_path(args.run)
-    card = json.loads(card_path.read_text())
+    card = load_card(resolve(args.run))
     if card.get("training", {}).get("final_fit"):
         sys.exit(f"{args.run} was trained on the validation images (--final-fit); score a held-out run instead")
     scores = []
@@ -49,14 +43,13 @@ def main() -> None:
     chosen = {k: best[k] for k in SETTINGS[0]}
     print(f"best: {chosen}")
     if args.write:
-        target = _card_path(args.apply_to) if args.apply_to else card_path
-        out = json.loads(target.read_text())
+        target = resolve(args.apply_to or args.run)
+        out = load_card(target)
         out["config"].update(chosen)
         out["tta_selection"] = {"split": "val", "scored_run": Path(args.run).name, "scores": scores,
                                 "command": shlex.join(["python", "benchmarks/tta_default.py", *sys.argv[1:]])}
         out.pop("flip_tta_selection", None)
-        target.write_text(json.dumps(out, indent=2) + "\n")
-        print(f"wrote {chosen} to {target}")
+        print(f"wrote {chosen} to {write_card(target, out)}")
 
 
 if __name__ == "__main__":

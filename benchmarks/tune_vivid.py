@@ -11,13 +11,11 @@ choice and the whole table in the run's model card, which `scripts/bundle.py` co
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
-from pathlib import Path
 
 from autocolor.evaluate import evaluate
-from autocolor.weights import resolve
+from autocolor.weights import load_card, resolve, write_card
 
 KEYS = ["temperature", "boost", "psnr", "ssim", "colorfulness", "delta_colorfulness", "grey_psnr", "semantic_accuracy",
         "semantic_gap_closed"]
@@ -52,14 +50,14 @@ def main() -> None:
     print(f"chosen temperature {best[0]}, boost {best[1]} (validation PSNR {best[2]:.3f}, delta colourfulness "
           f"{best[5]:.2f}; grey PSNR {best[6]:.3f})")
     if args.write:
-        card_path = Path(resolve(args.run)).with_suffix(".json")
-        card = json.loads(card_path.read_text())
+        weights = resolve(args.run)
+        card = load_card(weights)
         card["config"].update(temperature=best[0], boost=best[1], calibrate=args.calibrate, flip_tta=args.flip_tta)
         card["decoding_selection"] = {"split": "val", "rule": f"best PSNR with delta colourfulness <= {args.max_delta}",
                                       "command": shlex.join(["python", "benchmarks/tune_vivid.py", *sys.argv[1:]]),
                                       "table": [dict(zip(KEYS, r, strict=True)) for r in rows]}
         card.pop("temperature_selection", None)
-        card_path.write_text(json.dumps(card, indent=2) + "\n")
+        write_card(weights, card)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from autocolor.train import _replay_command
-from autocolor.weights import BUNDLED, load_card, resolve
+from autocolor.weights import BUNDLED, load_card, resolve, write_card
 
 
 def _history(run_weights: Path) -> list[dict]:
@@ -42,7 +42,7 @@ def bundle(run: str, name: str, heldout: str | None = None) -> Path:
     BUNDLED.mkdir(exist_ok=True)
     dst = BUNDLED / f"{name}.safetensors"
     shutil.copyfile(src, dst)
-    dst.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    write_card(dst, card)
     return dst
 
 
