@@ -214,9 +214,10 @@ class VividUNet(UNet):
     @torch.no_grad()
     def prepare(self, images: torch.Tensor, sigma: float = 5.0) -> None:
         """Set class weights from the colour prior of uint8 RGB ``images``: w ~ 1/((1-l)p + l/Q), mean 1."""
-        counts = torch.zeros(len(self.centres))
+        device = self.centres.device  # the model may already sit on the GPU; the images stay on the CPU
+        counts = torch.zeros(len(self.centres), device=device)
         for start in range(0, len(images), 2000):
-            ab = rgb_to_lab(to_float(images[start:start + 2000]))[:, 1:]
+            ab = rgb_to_lab(to_float(images[start:start + 2000].to(device)))[:, 1:]
             counts += torch.bincount(self.nearest_bin(ab).flatten(), minlength=len(self.centres)).float()
         prior = counts / counts.sum()
         d2 = torch.cdist(self.centres, self.centres).pow(2)

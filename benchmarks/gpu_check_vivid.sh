@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# GPU check of the bundled `vivid` recipe (class head, context, mirrored views), run on a borrowed CUDA machine
+# like benchmarks/gpu_check.sh, on the same small CIFAR-10 subset (benchmarks/make_subset.py):
+#   DATA=.gpudata OUT=/tmp/out bash benchmarks/gpu_check_vivid.sh
+# Log of the H100 run: benchmarks/results/gpu/log-vivid.txt.
+set -u
+export PYTHONUNBUFFERED=1
+DATA=${DATA:-.gpudata}
+OUT=${OUT:-/tmp/gpu-out}
+mkdir -p "$OUT"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=$PWD:/tmp/site
+else
+  export PYTHONPATH=$PWD
+fi
+step() { echo "=== $*"; "$@" || echo "!!! FAILED ($?): $*"; }
+CFG='{"classes": 10, "context": true, "class_weight": 0.3}'
+
+step nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+# the vivid training recipe under torchrun (NCCL) on CUDA with labels for the class head: stopped, then resumed
+step torchrun --standalone --nproc-per-node=1 -m autocolor train --model unet-vivid --model-config "$CFG" \
+  --epochs 3 --stop-after 2 --shift 2 --device cuda --data "$DATA" --out /tmp/r-vivid
+step torchrun --standalone --nproc-per-node=1 -m autocolor train --model unet-vivid --model-config "$CFG" \
+  --epochs 3 --shift 2 --resume --device cuda --data "$DATA" --out /tmp/r-vivid
+cp /tmp/r-vivid/metrics.jsonl "$OUT/vivid_metrics.jsonl" 2>/dev/null
+# the bundled vivid (calibrated decoding, boost, flip_tta) scores the same on CUDA and on the CPU
+for d in cuda cpu; do
+  python3 -m autocolor evaluate --model vivid --device $d --data "$DATA" --json --max-images 1000 \
+    > "$OUT/eval_vivid_$d.json" || echo "!!! FAILED evaluate vivid $d"
+  cat "$OUT/eval_vivid_$d.json"
+done
+step python3 -m autocolor colorize autocolor/samples -o /tmp/colorized-vivid --model vivid --device cuda --overwrite
+ls /tmp/colorized-vivid | head -3
