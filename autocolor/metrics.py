@@ -20,13 +20,19 @@ def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return smap.flatten(1).mean(1)
 
 
-def colourfulness(images: torch.Tensor) -> torch.Tensor:
-    """Per-image colourfulness of Hasler & Suesstrunk (2003) on 0..255 RGB: sigma_rgyb + 0.3 mu_rgyb."""
+def colourfulness_parts(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image (sigma_rgyb, mu_rgyb) of Hasler & Suesstrunk (2003) on 0..255 RGB: colour spread and mean tint."""
     r, g, b = images.float().unbind(1)
     rg = (r - g).flatten(1)
     yb = (0.5 * (r + g) - b).flatten(1)
     sigma = (rg.var(1, unbiased=False) + yb.var(1, unbiased=False)).sqrt()
     mu = (rg.mean(1).pow(2) + yb.mean(1).pow(2)).sqrt()
+    return sigma, mu
+
+
+def colourfulness(images: torch.Tensor) -> torch.Tensor:
+    """Per-image colourfulness of Hasler & Suesstrunk (2003) on 0..255 RGB: sigma_rgyb + 0.3 mu_rgyb."""
+    sigma, mu = colourfulness_parts(images)
     return sigma + 0.3 * mu
 
 

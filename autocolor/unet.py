@@ -16,7 +16,7 @@ from kornia.color import lab_to_rgb as lab_to_rgb_unclipped_k
 from torch import nn
 
 from autocolor.colour import AB_SCALE, lab_to_rgb, rgb_to_lab, to_float
-from autocolor.metrics import colourfulness
+from autocolor.metrics import colourfulness_parts
 from autocolor.nets import ColorNet
 from autocolor.registry import register
 
@@ -186,7 +186,8 @@ class VividUNet(UNet):
 
     def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), temperature: float = 0.38,
                  rebalance: float = 0.5, calibrate: bool = False, boost: float = 0.0,
-                 context: bool = False, classes: int = 0, class_weight: float = 0.05, flip_tta: bool = False) -> None:
+                 context: bool = False, classes: int = 0, class_weight: float = 0.05, flip_tta: bool = False,
+                 boost_centred: bool = False) -> None:
         centres = gamut_bins()
         super().__init__(widths, out_channels=len(centres), objective="mse", context=context, classes=classes,
                          class_weight=class_weight, flip_tta=flip_tta)
@@ -196,6 +197,7 @@ class VividUNet(UNet):
         self.rebalance = rebalance
         self.calibrate = calibrate
         self.boost = boost
+        self.boost_centred = boost_centred
         self.register_buffer("centres", centres)
         self.register_buffer("class_weight", torch.ones(len(centres)))
         r = torch.arange(-110.0, 110.0 + 1e-3, GRID)
@@ -244,7 +246,10 @@ class VividUNet(UNet):
         p = torch.softmax(logits / max(t, 1e-3), dim=1)
         ab = torch.einsum("nqhw,qc->nchw", p, self.centres)
         b = self.boost if boost is None else boost
-        if b > 0:
+        if b > 0 and self.boost_centred:
+            mean = ab.mean((2, 3), keepdim=True)
+            ab = mean + (ab - mean) * self.boost_factor(L, p, ab, b)
+        elif b > 0:
             ab = ab * self.boost_factor(L, p, ab, b)
         return F.interpolate(ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
 
@@ -256,11 +261,17 @@ class VividUNet(UNet):
         unscaled image). Each image takes the s on a grid in [1, 5] minimising log(expected error + 1) -
         strength * s * c. A certain prediction stays as it is (any boost is pure error); where the expected
         error is large anyway, extra colour costs little PSNR and is added.
+
+        With ``boost_centred`` the scale applies to each pixel's deviation d from the image's mean a*b*
+        instead (colour contrast, the tint kept): the error term is v + (s-1)^2 |d|^2 and c is the colour
+        spread sigma alone, the part of Hasler-Suesstrunk colourfulness that grows with s.
         """
         var = (torch.einsum("nqhw,q->nhw", p, self.centres.pow(2).sum(1)) - ab.pow(2).sum(1)).clamp_min(0)
-        v, m2 = var.flatten(1).mean(1), ab.pow(2).sum(1).flatten(1).mean(1)
+        dev = ab - ab.mean((2, 3), keepdim=True) if self.boost_centred else ab
+        v, m2 = var.flatten(1).mean(1), dev.pow(2).sum(1).flatten(1).mean(1)
         small = F.avg_pool2d(L.float(), self.head_stride)  # L* at the head's (half) resolution
-        c = colourfulness(lab_to_rgb(torch.cat([small * 100.0, ab], 1)) * 255.0)
+        sigma, mu = colourfulness_parts(lab_to_rgb(torch.cat([small * 100.0, ab], 1)) * 255.0)
+        c = sigma if self.boost_centred else sigma + 0.3 * mu
         scales = torch.linspace(1.0, 5.0, 81, device=ab.device)
         cost = torch.log(v[:, None] + (scales[None] - 1).pow(2) * m2[:, None] + 1.0) - strength * scales * c[:, None]
         return scales[cost.argmin(1)][:, None, None, None]
@@ -282,9 +293,11 @@ def unet(widths: tuple[int, ...] = (32, 64, 128, 256), objective: str = "psnr", 
 @register("unet-vivid")
 def unet_vivid(widths: tuple[int, ...] = (32, 64, 128, 256), temperature: float = 0.38, rebalance: float = 0.5,
                calibrate: bool = False, boost: float = 0.0, context: bool = False, classes: int = 0,
-               class_weight: float = 0.05, flip_tta: bool = False) -> VividUNet:
+               class_weight: float = 0.05, flip_tta: bool = False, boost_centred: bool = False) -> VividUNet:
     """Vivid U-Net: a*b* bin classification with rebalancing, annealed-mean decoding; ``calibrate`` undoes the
-    rebalancing at decode time and ``boost`` adds the per-image colour boost (``VividUNet.boost_factor``);
-    ``flip_tta`` averages the bin logits with those of the mirrored input at inference."""
-    return VividUNet(widths, temperature, rebalance, calibrate, boost, context, classes, class_weight, flip_tta)
+    rebalancing at decode time and ``boost`` adds the per-image colour boost (``VividUNet.boost_factor``),
+    about grey or, with ``boost_centred``, about the image's mean a*b*; ``flip_tta`` averages the bin logits
+    with those of the mirrored input at inference."""
+    return VividUNet(widths, temperature, rebalance, calibrate, boost, context, classes, class_weight, flip_tta,
+                     boost_centred)
 

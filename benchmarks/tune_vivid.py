@@ -1,7 +1,7 @@
 """Choose the vivid model's decoding (temperature, calibration, colour boost) on the validation split.
 
 Usage: python benchmarks/tune_vivid.py RUN_DIR [--temperatures 0.6 1.0] [--boosts 0 0.02 ...] [--calibrate]
-       [--flip-tta] [--max-images N] [--write]
+       [--flip-tta] [--centred] [--max-images N] [--write]
 Every (temperature, boost) pair is scored on the validation split (never the test set). The rule: the best
 PSNR among pairs whose |colourfulness - truth| <= --max-delta (default 2.0, the issue's target; a smaller value
 leaves a margin for the test set), else the smallest colourfulness gap. --write stores the
@@ -28,6 +28,8 @@ def main() -> None:
     ap.add_argument("--boosts", type=float, nargs="+", default=[0.0])
     ap.add_argument("--calibrate", action="store_true", help="undo the class rebalancing before decoding")
     ap.add_argument("--flip-tta", action="store_true", help="average the bin logits with the mirrored input's")
+    ap.add_argument("--centred", action="store_true",
+                    help="boost each image's colour contrast about its mean a*b* (boost_centred), not about grey")
     ap.add_argument("--max-delta", type=float, default=2.0, help="largest validation delta colourfulness allowed")
     ap.add_argument("--max-images", type=int, default=None)
     ap.add_argument("--data", default=None)
@@ -36,10 +38,11 @@ def main() -> None:
     rows = []
     print("| temperature | boost | PSNR | SSIM | colourfulness | delta | semantic acc. | gap closed |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    options = {"flip_tta": args.flip_tta, "boost_centred": args.centred}
     for t in args.temperatures:
         for b in args.boosts:
             r = evaluate(args.run, split="val", max_images=args.max_images, data=args.data, progress=False,
-                         temperature=t, boost=b, calibrate=args.calibrate, overrides={"flip_tta": args.flip_tta})
+                         temperature=t, boost=b, calibrate=args.calibrate, overrides=options)
             rows.append((t, b, r["psnr"], r["ssim"], r["colorfulness"], r["delta_colorfulness"],
                          r["grey_baseline"]["psnr"], r.get("semantic_accuracy"), r.get("semantic_gap_closed")))
             print(f"| {t:.2f} | {b:g} | {r['psnr']:.3f} | {r['ssim']:.4f} | {r['colorfulness']:.2f} | "
@@ -52,7 +55,8 @@ def main() -> None:
     if args.write:
         weights = resolve(args.run)
         card = load_card(weights)
-        card["config"].update(temperature=best[0], boost=best[1], calibrate=args.calibrate, flip_tta=args.flip_tta)
+        card["config"].update(temperature=best[0], boost=best[1], calibrate=args.calibrate, flip_tta=args.flip_tta,
+                              boost_centred=args.centred)
         card["decoding_selection"] = {"split": "val", "rule": f"best PSNR with delta colourfulness <= {args.max_delta}",
                                       "command": shlex.join(["python", "benchmarks/tune_vivid.py", *sys.argv[1:]]),
                                       "table": [dict(zip(KEYS, r, strict=True)) for r in rows]}

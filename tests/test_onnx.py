@@ -189,7 +189,8 @@ def test_other_architectures_export_their_chroma(tmp_path, name, config):
         assert (out - ref).abs().max().item() < TOL
 
 
-@pytest.mark.parametrize("settings", [{"temperature": 0.38}, {"temperature": 0.6, "calibrate": True, "boost": 0.02}])
+@pytest.mark.parametrize("settings", [{"temperature": 0.38}, {"temperature": 0.6, "calibrate": True, "boost": 0.02},
+                                      {"temperature": 1.0, "calibrate": True, "boost": 0.02, "boost_centred": True}])
 def test_vivid_decoding_is_in_the_graph(tmp_path, settings):
     torch.manual_seed(0)  # before building: the weights must not depend on which tests ran first
     model = build("unet-vivid", widths=(8, 16, 32), **settings).eval()

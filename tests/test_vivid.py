@@ -86,6 +86,31 @@ def test_boost_minimises_its_stated_cost():
     assert torch.equal(m.boost_factor(L, p, ab, strength=0.0).flatten(), torch.ones(2))
 
 
+def test_centred_boost_scales_colour_contrast_and_keeps_the_tint():
+    q = len(_model().centres)
+    centres = _model().centres
+    warm = (centres - torch.tensor([40.0, 30.0])).norm(dim=1).argmin()
+    cool = (centres - torch.tensor([10.0, -30.0])).norm(dim=1).argmin()
+    p = torch.full((2, q, 4, 4), 1.0)
+    p[0, warm] = 1e9  # image 0: one sure colour everywhere, nothing to gain
+    p[1, warm, :, :2], p[1, cool, :, 2:] = 30.0, 30.0  # image 1: two unsure halves, warm and cool
+    p = p / p.sum(1, keepdim=True)
+    L = torch.full((2, 1, 8, 8), 0.6)
+    raw = p.log()
+    centred, plain = _model(boost_centred=True), _model()
+    ab = torch.einsum("nqhw,qc->nchw", p, centred.centres)
+    s = centred.boost_factor(L, p, ab, strength=0.02).flatten()
+    assert s[0] == 1.0 and s[1] > 1.0
+    grey = centred.chroma(L, raw, temperature=1.0, boost=0.0)
+    mean = ab.mean((2, 3), keepdim=True)  # bilinear upsampling keeps a constant, so the formula holds after it
+    boosted = centred.chroma(L, raw, temperature=1.0, boost=0.02)
+    assert torch.allclose(boosted, mean + (grey - mean) * s[:, None, None, None], atol=1e-3)
+    assert torch.allclose(boosted[1].mean((1, 2)), grey[1].mean((1, 2)), atol=0.5)  # the tint stays
+    assert (boosted[1, :, :, 0] - boosted[1, :, :, -1]).norm() > (grey[1, :, :, 0] - grey[1, :, :, -1]).norm() + 1
+    about_grey = plain.chroma(L, raw, temperature=1.0, boost=0.02)
+    assert not torch.allclose(about_grey, boosted, atol=1e-1)
+
+
 def test_card_settings_are_the_defaults_and_calls_override_them():
     m = _model(temperature=0.5, calibrate=True, boost=0.02)
     raw = torch.randn(2, len(m.centres), 4, 4)
