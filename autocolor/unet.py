@@ -119,14 +119,18 @@ class UNet(ColorNet):
 
     def _shifted_prediction(self, L: torch.Tensor, dy: int, dx: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Prediction for ``L`` translated by (dy, dx) with mirrored borders (as ``--shift`` trains), moved
-        back into place, and a (1, 1, H, W) mask of the pixels whose prediction saw them in the image."""
+        back into place, and a (1, 1, h, w) mask of the output pixels whose prediction saw them in the image.
+        An output at 1/r of the input's resolution (the vivid head, r = 2) moves back by (dy/r, dx/r)."""
         if dy == 0 and dx == 0:
             out = self.predict(L)
             return out, torch.ones_like(out[:1, :1])
         p, (h, w) = max(abs(dy), abs(dx)), L.shape[-2:]
         x = F.pad(L, (p, p, p, p), mode="reflect")[..., p - dy:p - dy + h, p - dx:p - dx + w]
-        out = F.pad(self.predict(x), (p, p, p, p))[..., p + dy:p + dy + h, p + dx:p + dx + w]
-        valid = F.pad(torch.ones_like(L[:1, :1]), (p, p, p, p))[..., p + dy:p + dy + h, p + dx:p + dx + w]
+        out = self.predict(x)
+        r = h // out.shape[-2]
+        q, dy, dx, (h, w) = p // r, dy // r, dx // r, out.shape[-2:]
+        out = F.pad(out, (q, q, q, q))[..., q + dy:q + dy + h, q + dx:q + dx + w]
+        valid = F.pad(torch.ones_like(out[:1, :1]), (q, q, q, q))[..., q + dy:q + dy + h, q + dx:q + dx + w]
         return out, valid
 
     def loss(self, raw: torch.Tensor, lab: torch.Tensor, rgb: torch.Tensor,
@@ -187,10 +191,12 @@ class VividUNet(UNet):
     def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), temperature: float = 0.38,
                  rebalance: float = 0.5, calibrate: bool = False, boost: float = 0.0,
                  context: bool = False, classes: int = 0, class_weight: float = 0.05, flip_tta: bool = False,
-                 boost_centred: bool = False) -> None:
+                 boost_centred: bool = False, shift_tta: int = 0) -> None:
+        if shift_tta % self.head_stride:
+            raise ValueError(f"shift_tta must be a multiple of {self.head_stride} (the head's stride), got {shift_tta}")
         centres = gamut_bins()
         super().__init__(widths, out_channels=len(centres), objective="mse", context=context, classes=classes,
-                         class_weight=class_weight, flip_tta=flip_tta)
+                         class_weight=class_weight, flip_tta=flip_tta, shift_tta=shift_tta)
         self.up = self.up[1:]
         self.head = nn.Conv2d(tuple(widths)[1], len(centres), 1)
         self.temperature = temperature
@@ -293,11 +299,12 @@ def unet(widths: tuple[int, ...] = (32, 64, 128, 256), objective: str = "psnr", 
 @register("unet-vivid")
 def unet_vivid(widths: tuple[int, ...] = (32, 64, 128, 256), temperature: float = 0.38, rebalance: float = 0.5,
                calibrate: bool = False, boost: float = 0.0, context: bool = False, classes: int = 0,
-               class_weight: float = 0.05, flip_tta: bool = False, boost_centred: bool = False) -> VividUNet:
+               class_weight: float = 0.05, flip_tta: bool = False, boost_centred: bool = False,
+               shift_tta: int = 0) -> VividUNet:
     """Vivid U-Net: a*b* bin classification with rebalancing, annealed-mean decoding; ``calibrate`` undoes the
     rebalancing at decode time and ``boost`` adds the per-image colour boost (``VividUNet.boost_factor``),
     about grey or, with ``boost_centred``, about the image's mean a*b*; ``flip_tta`` averages the bin logits
-    with those of the mirrored input at inference."""
+    with those of the mirrored input at inference, ``shift_tta`` (even) also with inputs translated each way."""
     return VividUNet(widths, temperature, rebalance, calibrate, boost, context, classes, class_weight, flip_tta,
-                     boost_centred)
+                     boost_centred, shift_tta)
 

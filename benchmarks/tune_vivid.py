@@ -1,7 +1,7 @@
 """Choose the vivid model's decoding (temperature, calibration, colour boost) on the validation split.
 
 Usage: python benchmarks/tune_vivid.py RUN_DIR [--temperatures 0.6 1.0] [--boosts 0 0.02 ...] [--calibrate]
-       [--flip-tta] [--centred] [--max-images N] [--write]
+       [--flip-tta] [--shift-tta 2] [--centred] [--max-images N] [--write]
 Every (temperature, boost) pair is scored on the validation split (never the test set). The rule: the best
 PSNR among pairs whose |colourfulness - truth| <= --max-delta (default 2.0, the issue's target; a smaller value
 leaves a margin for the test set), else the smallest colourfulness gap. --write stores the
@@ -28,6 +28,8 @@ def main() -> None:
     ap.add_argument("--boosts", type=float, nargs="+", default=[0.0])
     ap.add_argument("--calibrate", action="store_true", help="undo the class rebalancing before decoding")
     ap.add_argument("--flip-tta", action="store_true", help="average the bin logits with the mirrored input's")
+    ap.add_argument("--shift-tta", type=int, default=0, metavar="S",
+                    help="also average the views translated by S (even) pixels each way")
     ap.add_argument("--centred", action="store_true",
                     help="boost each image's colour contrast about its mean a*b* (boost_centred), not about grey")
     ap.add_argument("--max-delta", type=float, default=2.0, help="largest validation delta colourfulness allowed")
@@ -38,7 +40,7 @@ def main() -> None:
     rows = []
     print("| temperature | boost | PSNR | SSIM | colourfulness | delta | semantic acc. | gap closed |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    options = {"flip_tta": args.flip_tta, "boost_centred": args.centred}
+    options = {"flip_tta": args.flip_tta, "shift_tta": args.shift_tta, "boost_centred": args.centred}
     for t in args.temperatures:
         for b in args.boosts:
             r = evaluate(args.run, split="val", max_images=args.max_images, data=args.data, progress=False,
@@ -55,8 +57,7 @@ def main() -> None:
     if args.write:
         weights = resolve(args.run)
         card = load_card(weights)
-        card["config"].update(temperature=best[0], boost=best[1], calibrate=args.calibrate, flip_tta=args.flip_tta,
-                              boost_centred=args.centred)
+        card["config"].update(temperature=best[0], boost=best[1], calibrate=args.calibrate, **options)
         card["decoding_selection"] = {"split": "val", "rule": f"best PSNR with delta colourfulness <= {args.max_delta}",
                                       "command": shlex.join(["python", "benchmarks/tune_vivid.py", *sys.argv[1:]]),
                                       "table": [dict(zip(KEYS, r, strict=True)) for r in rows]}

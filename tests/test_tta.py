@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from autocolor import registry
+from autocolor import models, registry  # noqa: F401 (importing models registers the architectures)
 from autocolor.data import shift_images
 
 SMALL = {"widths": (8, 16, 32)}
@@ -20,12 +20,16 @@ def _reference(model, L: torch.Tensor) -> torch.Tensor:
     """Each view built with the training augmentation (``shift_images``), predicted, shifted back pixel by
     pixel; a pixel averages the views that had it inside the image."""
     n, _, h, w = L.shape
-    total, count = torch.zeros(n, 2, h, w), torch.zeros(1, 1, h, w)
+    total = count = None
     for flip, dy, dx in model.views():
         x = L.flip(-1) if flip else L
         x = shift_images(x, torch.full((n,), dy), torch.full((n,), dx))
         with torch.no_grad():
             pred = model.predict(x)
+        r = L.shape[-2] // pred.shape[-2]  # a half-resolution head (vivid) moves back by half the shift
+        dy, dx, h, w = dy // r, dx // r, pred.shape[-2], pred.shape[-1]
+        if total is None:
+            total, count = torch.zeros_like(pred), torch.zeros(1, 1, h, w)
         back, seen = torch.zeros_like(total), torch.zeros_like(count)
         for r in range(h):
             for c in range(w):
@@ -45,6 +49,20 @@ def test_views_average_matches_explicit_shifts(config):
         out = model(L)
     assert out.shape == (3, 2, 16, 24)
     assert torch.allclose(out, _reference(model, L), atol=1e-5)
+
+
+@pytest.mark.parametrize("config", [{"shift_tta": 2}, {"flip_tta": True, "shift_tta": 2}])
+def test_vivid_shift_views_move_back_at_half_resolution(config):
+    """unet-vivid's bins are at half resolution: a view translated by 2 pixels moves back by one bin pixel."""
+    torch.manual_seed(0)
+    model = registry.build("unet-vivid", **SMALL, **config).eval()
+    L = torch.rand(2, 1, 16, 24, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        out = model(L)
+    assert out.shape == (2, len(model.centres), 8, 12)
+    assert torch.allclose(out, _reference(model, L), atol=1e-4)
+    with pytest.raises(ValueError, match="multiple of 2"):
+        registry.build("unet-vivid", **SMALL, shift_tta=1)
 
 
 def test_view_counts_and_plain_paths():
