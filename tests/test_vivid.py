@@ -118,3 +118,36 @@ def test_card_settings_are_the_defaults_and_calls_override_them():
     same = m.chroma(L, raw, temperature=0.5, calibrate=True, boost=0.02)
     assert torch.equal(m.chroma(L, raw), same)
     assert not torch.allclose(m.chroma(L, raw, boost=0.0), same)
+
+
+def test_tune_vivid_writes_the_chosen_decoding(tmp_path, fake_cifar, monkeypatch, capsys):
+    """benchmarks/tune_vivid.py --write: every decoding is scored on validation, the rule's choice and the whole
+    table land in the card, and the model then loads with them."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from autocolor.registry import build
+    from autocolor.weights import load_model, save_model
+
+    script = Path(__file__).parents[1] / "benchmarks" / "tune_vivid.py"
+    spec = importlib.util.spec_from_file_location("tune_vivid", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    torch.manual_seed(0)
+    path = save_model(build("unet-vivid", widths=(8, 16)).eval(), tmp_path / "v.safetensors", {"name": "v"})
+    argv = [str(path), "--calibrate", "--flip-tta", "--shift-tta", "2", "--centred", "--temperatures", "1.0",
+            "--boosts", "0", "0.02", "--max-delta", "99", "--data", str(fake_cifar), "--write"]
+    monkeypatch.setattr("sys.argv", ["tune_vivid.py", *argv])
+    bench.main()
+    card = json.loads(path.with_suffix(".json").read_text())
+    table = card["decoding_selection"]["table"]
+    assert [row["boost"] for row in table] == [0.0, 0.02]
+    best = max(table, key=lambda row: row["psnr"])  # --max-delta 99 admits both: the best PSNR wins
+    cfg = card["config"]
+    assert (cfg["boost"], cfg["calibrate"], cfg["flip_tta"], cfg["shift_tta"], cfg["boost_centred"]) == (
+        best["boost"], True, True, 2, True)
+    assert "--centred" in card["decoding_selection"]["command"]
+    model, _ = load_model(path)
+    assert (model.boost, model.shift_tta, model.boost_centred) == (best["boost"], 2, True)
+    assert "chosen temperature 1.0" in capsys.readouterr().out
