@@ -3,17 +3,7 @@
 # (CUDA), the kornia wheels in .whl/ (no network there), a small CIFAR-10-format folder in $DATA, and $OUT.
 #   DATA=.gpudata OUT=/tmp/out bash benchmarks/gpu_check.sh
 set -u
-export PYTHONUNBUFFERED=1
-DATA=${DATA:-.gpudata}
-OUT=${OUT:-/tmp/gpu-out}
-mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH=$PWD:/tmp/site
-else
-  export PYTHONPATH=$PWD
-fi
-step() { echo "=== $*"; "$@" || echo "!!! FAILED ($?): $*"; }
+source "$(dirname "$0")/gpu_env.sh"  # DATA, OUT, the carried wheels, step
 
 step nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 step python3 -c "import torch, kornia; print(torch.__version__, torch.version.cuda, kornia.__version__)"

@@ -4,17 +4,7 @@
 #   DATA=.gpudata OUT=/tmp/out bash benchmarks/gpu_check_vivid.sh
 # Log of the H100 run: benchmarks/results/gpu/log-vivid.txt.
 set -u
-export PYTHONUNBUFFERED=1
-DATA=${DATA:-.gpudata}
-OUT=${OUT:-/tmp/gpu-out}
-mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH=$PWD:/tmp/site
-else
-  export PYTHONPATH=$PWD
-fi
-step() { echo "=== $*"; "$@" || echo "!!! FAILED ($?): $*"; }
+source "$(dirname "$0")/gpu_env.sh"  # DATA, OUT, the carried wheels, step
 CFG='{"classes": 10, "context": true, "class_weight": 0.3}'
 
 step nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
