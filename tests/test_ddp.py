@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -52,21 +53,63 @@ TOLERANCE = 1e-5
 
 
 def _env(dump: Path | None = None) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "AUTOCOLOR_DATA": str(DATA_DIR)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "AUTOCOLOR_DATA": str(DATA_DIR),
+           "PYTHONFAULTHANDLER": "1"}  # a hung run prints every thread's stack when _run aborts it
     env.pop("AUTOCOLOR_DDP_DUMP", None)
     if dump is not None:
         env["AUTOCOLOR_DDP_DUMP"] = str(dump)
     return env
 
 
+def _process_tree(root: int) -> list[int]:
+    """``root`` and all its descendants, children first (from /proc; just ``root`` where there is none)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, rest = stat.read_text().split(" (", 1)
+            children.setdefault(int(rest.rsplit(") ", 1)[1].split()[1]), []).append(int(pid))
+        except (OSError, ValueError, IndexError):
+            continue
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found[::-1]
+
+
+def _signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
 def _run(args: list[str], nproc: int, script: Path | None = None, dump: Path | None = None,
-         expect: int = 0) -> subprocess.CompletedProcess:
-    """``torchrun --standalone --nproc-per-node=N`` (or plain python for N = 0) of ``autocolor train ARGS``."""
+         expect: int = 0, timeout: float = 180) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc-per-node=N`` (or plain python for N = 0) of ``autocolor train ARGS``.
+
+    A run past ``timeout`` seconds is aborted with its ranks (nothing is left behind) and the test fails with
+    every process's Python stacks, which the fault handler prints on SIGABRT."""
     target = [str(script)] if script else ["-m", "autocolor"]
     launcher = [sys.executable] if nproc == 0 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
                                                     f"--nproc-per-node={nproc}"]
-    res = subprocess.run([*launcher, *target, "train", *args], capture_output=True, text=True, env=_env(dump),
-                         timeout=180)
+    cmd = [*launcher, *target, "train", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(dump),
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        tree = _process_tree(proc.pid)  # torchrun starts each rank in a session of its own
+        _signal_all(tree, signal.SIGABRT)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            _signal_all(tree, signal.SIGKILL)
+            out, err = proc.communicate()
+        pytest.fail(f"hung for {timeout} s and was aborted; its output and stacks:\n{out[-3000:]}\n{err[-8000:]}")
+    res = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
     assert res.returncode == expect, res.stdout[-3000:] + res.stderr[-3000:]
     return res
 
