@@ -252,12 +252,14 @@ class VividUNet(UNet):
         p = torch.softmax(logits / max(t, 1e-3), dim=1)
         ab = torch.einsum("nqhw,qc->nchw", p, self.centres)
         b = self.boost if boost is None else boost
-        if b > 0 and self.boost_centred:
-            mean = ab.mean((2, 3), keepdim=True)
-            ab = mean + (ab - mean) * self.boost_factor(L, p, ab, b)
-        elif b > 0:
-            ab = ab * self.boost_factor(L, p, ab, b)
+        if b > 0:
+            origin = self.boost_origin(ab)
+            ab = origin + (ab - origin) * self.boost_factor(L, p, ab, b)
         return F.interpolate(ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
+
+    def boost_origin(self, ab: torch.Tensor) -> torch.Tensor:
+        """What the boost scales about: each image's mean a*b* with ``boost_centred``, else grey (0)."""
+        return ab.mean((2, 3), keepdim=True) if self.boost_centred else torch.zeros_like(ab[:, :, :1, :1])
 
     def boost_factor(self, L: torch.Tensor, p: torch.Tensor, ab: torch.Tensor, strength: float) -> torch.Tensor:
         """Per-image chroma scale s >= 1 trading expected error for colourfulness (shape (N, 1, 1, 1)).
@@ -273,8 +275,7 @@ class VividUNet(UNet):
         spread sigma alone, the part of Hasler-Suesstrunk colourfulness that grows with s.
         """
         var = (torch.einsum("nqhw,q->nhw", p, self.centres.pow(2).sum(1)) - ab.pow(2).sum(1)).clamp_min(0)
-        dev = ab - ab.mean((2, 3), keepdim=True) if self.boost_centred else ab
-        v, m2 = var.flatten(1).mean(1), dev.pow(2).sum(1).flatten(1).mean(1)
+        v, m2 = var.flatten(1).mean(1), (ab - self.boost_origin(ab)).pow(2).sum(1).flatten(1).mean(1)
         small = F.avg_pool2d(L.float(), self.head_stride)  # L* at the head's (half) resolution
         sigma, mu = colourfulness_parts(lab_to_rgb(torch.cat([small * 100.0, ab], 1)) * 255.0)
         c = sigma if self.boost_centred else sigma + 0.3 * mu

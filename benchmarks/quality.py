@@ -65,9 +65,10 @@ def main() -> None:
         print(json.dumps(res))
         lines.append(row(f"`{name}`", res))
         grey, truth = res["grey_baseline"], res["ground_truth"]
-        card = load_card(BUNDLED / f"{name}.safetensors")
+        weights = BUNDLED / f"{name}.safetensors"
+        card = load_card(weights)
         card.setdefault("metrics", {})["test"] = {k: v for k, v in res.items() if k not in ("model", "grid")}
-        write_card(BUNDLED / f"{name}.safetensors", card)
+        write_card(weights, card)
         if name == "default":
             time_to_quality(card, Path("docs/time_to_quality.png"))
     if grey:

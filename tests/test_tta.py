@@ -26,8 +26,8 @@ def _reference(model, L: torch.Tensor) -> torch.Tensor:
         x = shift_images(x, torch.full((n,), dy), torch.full((n,), dx))
         with torch.no_grad():
             pred = model.predict(x)
-        r = L.shape[-2] // pred.shape[-2]  # a half-resolution head (vivid) moves back by half the shift
-        dy, dx, h, w = dy // r, dx // r, pred.shape[-2], pred.shape[-1]
+        stride = L.shape[-2] // pred.shape[-2]  # a half-resolution head (vivid) moves back by half the shift
+        dy, dx, h, w = dy // stride, dx // stride, pred.shape[-2], pred.shape[-1]
         if total is None:
             total, count = torch.zeros_like(pred), torch.zeros(1, 1, h, w)
         back, seen = torch.zeros_like(total), torch.zeros_like(count)

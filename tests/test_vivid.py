@@ -87,8 +87,8 @@ def test_boost_minimises_its_stated_cost():
 
 
 def test_centred_boost_scales_colour_contrast_and_keeps_the_tint():
-    q = len(_model().centres)
-    centres = _model().centres
+    centred, plain = _model(boost_centred=True), _model()
+    centres, q = centred.centres, len(centred.centres)
     warm = (centres - torch.tensor([40.0, 30.0])).norm(dim=1).argmin()
     cool = (centres - torch.tensor([10.0, -30.0])).norm(dim=1).argmin()
     p = torch.full((2, q, 4, 4), 1.0)
@@ -97,8 +97,7 @@ def test_centred_boost_scales_colour_contrast_and_keeps_the_tint():
     p = p / p.sum(1, keepdim=True)
     L = torch.full((2, 1, 8, 8), 0.6)
     raw = p.log()
-    centred, plain = _model(boost_centred=True), _model()
-    ab = torch.einsum("nqhw,qc->nchw", p, centred.centres)
+    ab = torch.einsum("nqhw,qc->nchw", p, centres)
     s = centred.boost_factor(L, p, ab, strength=0.02).flatten()
     assert s[0] == 1.0 and s[1] > 1.0
     grey = centred.chroma(L, raw, temperature=1.0, boost=0.0)
