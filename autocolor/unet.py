@@ -191,14 +191,19 @@ class VividUNet(UNet):
     def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), temperature: float = 0.38,
                  rebalance: float = 0.5, calibrate: bool = False, boost: float = 0.0,
                  context: bool = False, classes: int = 0, class_weight: float = 0.05, flip_tta: bool = False,
-                 boost_centred: bool = False, shift_tta: int = 0) -> None:
+                 boost_centred: bool = False, shift_tta: int = 0, regress: float = 0.0, mix: float = 1.0) -> None:
         if shift_tta % self.head_stride:
             raise ValueError(f"shift_tta must be a multiple of {self.head_stride} (the head's stride), got {shift_tta}")
         centres = gamut_bins()
         super().__init__(widths, out_channels=len(centres), objective="mse", context=context, classes=classes,
                          class_weight=class_weight, flip_tta=flip_tta, shift_tta=shift_tta)
+        if regress < 0 or not 0 <= mix <= 1:
+            raise ValueError(f"regress must be >= 0 and mix in [0, 1], got {regress} and {mix}")
         self.up = self.up[1:]
-        self.head = nn.Conv2d(tuple(widths)[1], len(centres), 1)
+        self.bins = len(centres)
+        self.regress, self.mix = float(regress), float(mix)
+        # with ``regress`` the head also predicts a*b* / AB_SCALE directly (two more channels)
+        self.head = nn.Conv2d(tuple(widths)[1], len(centres) + (2 if regress else 0), 1)
         self.temperature = temperature
         self.rebalance = rebalance
         self.calibrate = calibrate
@@ -237,7 +242,14 @@ class VividUNet(UNet):
     def loss(self, raw: torch.Tensor, lab: torch.Tensor, rgb: torch.Tensor,
              labels: torch.Tensor | None = None) -> torch.Tensor:
         target = self.nearest_bin(F.avg_pool2d(lab[:, 1:], lab.shape[-1] // raw.shape[-1]))
-        return self._with_class_loss(F.cross_entropy(raw.float(), target, weight=self.class_weight), labels)
+        loss = F.cross_entropy(raw[:, :self.bins].float(), target, weight=self.class_weight)
+        if self.regress:
+            # the direct a*b* is trained like ``unet``'s objective "psnr": mean log RGB MSE at full resolution
+            ab = F.interpolate(raw[:, self.bins:].float() * AB_SCALE, size=lab.shape[-2:], mode="bilinear",
+                               align_corners=False)
+            pred = lab_to_rgb_unclipped_k(torch.cat([lab[:, :1], ab], 1), clip=False)
+            loss = loss + self.regress * torch.log10((pred.clamp(0, 1) - rgb).pow(2).flatten(1).mean(1) + 1e-5).mean()
+        return self._with_class_loss(loss, labels)
 
     def chroma(self, L: torch.Tensor, raw: torch.Tensor, temperature: float | None = None,
                boost: float | None = None, calibrate: bool | None = None, **opts) -> torch.Tensor:
@@ -245,12 +257,14 @@ class VividUNet(UNet):
 
         ``None`` options take the model's own settings (from its card)."""
         t = self.temperature if temperature is None else temperature
-        logits = raw.float()
+        logits = raw[:, :self.bins].float()
         if self.calibrate if calibrate is None else calibrate:
             # undo the rebalancing: weighted cross-entropy learns p * w, so p ~ softmax(logits - log w)
             logits = logits - self.class_weight.log()[None, :, None, None]
         p = torch.softmax(logits / max(t, 1e-3), dim=1)
         ab = torch.einsum("nqhw,qc->nchw", p, self.centres)
+        if self.regress:  # the decoded mean: ``mix`` x the direct a*b* + (1 - ``mix``) x the annealed mean
+            ab = self.mix * raw[:, self.bins:].float() * AB_SCALE + (1 - self.mix) * ab
         b = self.boost if boost is None else boost
         if b > 0:
             origin = self.boost_origin(ab)
@@ -274,7 +288,8 @@ class VividUNet(UNet):
         instead (colour contrast, the tint kept): the error term is v + (s-1)^2 |d|^2 and c is the colour
         spread sigma alone, the part of Hasler-Suesstrunk colourfulness that grows with s.
         """
-        var = (torch.einsum("nqhw,q->nhw", p, self.centres.pow(2).sum(1)) - ab.pow(2).sum(1)).clamp_min(0)
+        mean = torch.einsum("nqhw,qc->nchw", p, self.centres)  # the distribution's own mean (its variance's centre)
+        var = (torch.einsum("nqhw,q->nhw", p, self.centres.pow(2).sum(1)) - mean.pow(2).sum(1)).clamp_min(0)
         v, m2 = var.flatten(1).mean(1), (ab - self.boost_origin(ab)).pow(2).sum(1).flatten(1).mean(1)
         small = F.avg_pool2d(L.float(), self.head_stride)  # L* at the head's (half) resolution
         sigma, mu = colourfulness_parts(lab_to_rgb(torch.cat([small * 100.0, ab], 1)) * 255.0)
@@ -301,11 +316,13 @@ def unet(widths: tuple[int, ...] = (32, 64, 128, 256), objective: str = "psnr", 
 def unet_vivid(widths: tuple[int, ...] = (32, 64, 128, 256), temperature: float = 0.38, rebalance: float = 0.5,
                calibrate: bool = False, boost: float = 0.0, context: bool = False, classes: int = 0,
                class_weight: float = 0.05, flip_tta: bool = False, boost_centred: bool = False,
-               shift_tta: int = 0) -> VividUNet:
+               shift_tta: int = 0, regress: float = 0.0, mix: float = 1.0) -> VividUNet:
     """Vivid U-Net: a*b* bin classification with rebalancing, annealed-mean decoding; ``calibrate`` undoes the
     rebalancing at decode time and ``boost`` adds the per-image colour boost (``VividUNet.boost_factor``),
     about grey or, with ``boost_centred``, about the image's mean a*b*; ``flip_tta`` averages the bin logits
-    with those of the mirrored input at inference, ``shift_tta`` (even) also with inputs translated each way."""
+    with those of the mirrored input at inference, ``shift_tta`` (even) also with inputs translated each way;
+    ``regress`` > 0 adds a direct a*b* output trained by the "psnr" objective with that weight, and the decoded
+    mean is then ``mix`` x that a*b* + (1 - ``mix``) x the annealed mean (the boost still uses the bins' spread)."""
     return VividUNet(widths, temperature, rebalance, calibrate, boost, context, classes, class_weight, flip_tta,
-                     boost_centred, shift_tta)
+                     boost_centred, shift_tta, regress, mix)
 

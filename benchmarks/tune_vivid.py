@@ -1,8 +1,9 @@
 """Choose the vivid model's decoding (temperature, calibration, colour boost) on the validation split.
 
 Usage: python benchmarks/tune_vivid.py RUN_DIR [--temperatures 0.6 1.0] [--boosts 0 0.02 ...] [--calibrate]
-       [--flip-tta] [--shift-tta 2] [--centred] [--max-images N] [--write]
-Every (temperature, boost) pair is scored on the validation split (never the test set). The rule: the best
+       [--flip-tta] [--shift-tta 2] [--centred] [--mixes 1 0.7] [--max-images N] [--write]
+Every (temperature, boost) pair, and each ``mix`` for a run trained with ``regress``, is scored on the validation
+split (never the test set). The rule: the best
 PSNR among pairs whose |colourfulness - truth| <= --max-delta (default 2.0, the issue's target; a smaller value
 leaves a margin for the test set), else the smallest colourfulness gap. --write stores the
 choice and the whole table in the run's model card, which `scripts/bundle.py` copies.
@@ -17,8 +18,8 @@ import sys
 from autocolor.evaluate import evaluate
 from autocolor.weights import load_card, resolve, write_card
 
-KEYS = ["temperature", "boost", "psnr", "ssim", "colorfulness", "delta_colorfulness", "grey_psnr", "semantic_accuracy",
-        "semantic_gap_closed"]
+KEYS = ["temperature", "boost", "mix", "psnr", "ssim", "colorfulness", "delta_colorfulness", "grey_psnr",
+        "semantic_accuracy", "semantic_gap_closed"]
 
 
 def main() -> None:
@@ -32,32 +33,37 @@ def main() -> None:
                     help="also average the views translated by S (even) pixels each way")
     ap.add_argument("--centred", action="store_true",
                     help="boost each image's colour contrast about its mean a*b* (boost_centred), not about grey")
+    ap.add_argument("--mixes", type=float, nargs="+", default=None,
+                    help="weights of the direct a*b* in the decoded mean (a run trained with regress > 0)")
     ap.add_argument("--max-delta", type=float, default=2.0, help="largest validation delta colourfulness allowed")
     ap.add_argument("--max-images", type=int, default=None)
     ap.add_argument("--data", default=None)
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     rows = []
-    print("| temperature | boost | PSNR | SSIM | colourfulness | delta | semantic acc. | gap closed |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| temperature | boost | mix | PSNR | SSIM | colourfulness | delta | semantic acc. | gap closed |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     options = {"flip_tta": args.flip_tta, "shift_tta": args.shift_tta, "boost_centred": args.centred}
-    for t in args.temperatures:
-        for b in args.boosts:
-            r = evaluate(args.run, split="val", max_images=args.max_images, data=args.data, progress=False,
-                         temperature=t, boost=b, calibrate=args.calibrate, overrides=options)
-            rows.append((t, b, r["psnr"], r["ssim"], r["colorfulness"], r["delta_colorfulness"],
-                         r["grey_baseline"]["psnr"], r.get("semantic_accuracy"), r.get("semantic_gap_closed")))
-            print(f"| {t:.2f} | {b:g} | {r['psnr']:.3f} | {r['ssim']:.4f} | {r['colorfulness']:.2f} | "
-                  f"{r['delta_colorfulness']:.2f} | {r.get('semantic_accuracy')} | {r.get('semantic_gap_closed')} |",
-                  flush=True)
-    ok = [row for row in rows if row[5] <= args.max_delta]
-    best = max(ok, key=lambda row: row[2]) if ok else min(rows, key=lambda row: row[5])
-    print(f"chosen temperature {best[0]}, boost {best[1]} (validation PSNR {best[2]:.3f}, delta colourfulness "
-          f"{best[5]:.2f}; grey PSNR {best[6]:.3f})")
+    for mix in args.mixes or [None]:
+        views = options if mix is None else {**options, "mix": mix}
+        for t in args.temperatures:
+            for b in args.boosts:
+                r = evaluate(args.run, split="val", max_images=args.max_images, data=args.data, progress=False,
+                             temperature=t, boost=b, calibrate=args.calibrate, overrides=views)
+                rows.append((t, b, mix, r["psnr"], r["ssim"], r["colorfulness"], r["delta_colorfulness"],
+                             r["grey_baseline"]["psnr"], r.get("semantic_accuracy"), r.get("semantic_gap_closed")))
+                print(f"| {t:.2f} | {b:g} | {'-' if mix is None else f'{mix:g}'} | {r['psnr']:.3f} | {r['ssim']:.4f} | "
+                      f"{r['colorfulness']:.2f} | {r['delta_colorfulness']:.2f} | {r.get('semantic_accuracy')} | "
+                      f"{r.get('semantic_gap_closed')} |", flush=True)
+    ok = [row for row in rows if row[6] <= args.max_delta]
+    best = max(ok, key=lambda row: row[3]) if ok else min(rows, key=lambda row: row[6])
+    print(f"chosen temperature {best[0]}, boost {best[1]}, mix {best[2]} (validation PSNR {best[3]:.3f}, "
+          f"delta colourfulness {best[6]:.2f}; grey PSNR {best[7]:.3f})")
     if args.write:
         weights = resolve(args.run)
         card = load_card(weights)
-        card["config"].update(temperature=best[0], boost=best[1], calibrate=args.calibrate, **options)
+        chosen = options if best[2] is None else {**options, "mix": best[2]}
+        card["config"].update(temperature=best[0], boost=best[1], calibrate=args.calibrate, **chosen)
         card["decoding_selection"] = {"split": "val", "rule": f"best PSNR with delta colourfulness <= {args.max_delta}",
                                       "command": shlex.join(["python", "benchmarks/tune_vivid.py", *sys.argv[1:]]),
                                       "table": [dict(zip(KEYS, r, strict=True)) for r in rows]}

@@ -173,6 +173,7 @@ def test_cli_colorize_with_onnx_backend(tmp_path, capsys):
 @pytest.mark.parametrize(("name", "config"), [("unet", {}), ("unet-vivid", {}),
                                               ("unet", {"flip_tta": True, "shift_tta": 2}),
                                               ("unet-vivid", {"flip_tta": True, "shift_tta": 2}),
+                                              ("unet-vivid", {"regress": 1.0, "mix": 0.7, "flip_tta": True}),
                                               ("unet", {"stem": 2, "widths": (16, 32, 64)})])
 def test_other_architectures_export_their_chroma(tmp_path, name, config):
     """Models that do not predict a*b* directly (e.g. colour-bin classifiers) export ``chroma(L, model(L))`` whole;

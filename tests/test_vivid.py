@@ -119,6 +119,63 @@ def test_card_settings_are_the_defaults_and_calls_override_them():
     assert not torch.allclose(m.chroma(L, raw, boost=0.0), same)
 
 
+
+def test_regress_adds_a_direct_ab_output_that_mix_blends_into_the_decoded_mean():
+    """``regress``: two more head channels (a*b* / AB_SCALE). ``mix`` 0 decodes exactly as the bins alone do, boost
+    included (the boost's spread is the bins' own); ``mix`` 1 without boost is the direct a*b* upsampled."""
+    import torch.nn.functional as F
+
+    from autocolor.colour import AB_SCALE
+
+    plain, reg = _model(boost_centred=True), _model(regress=1.0, boost_centred=True)
+    q = len(reg.centres)
+    assert reg.head.out_channels == q + 2 and plain.head.out_channels == q
+    torch.manual_seed(1)
+    raw = torch.cat([torch.randn(2, q, 4, 4) * 3, torch.randn(2, 2, 4, 4) * 0.3], 1)
+    L = torch.rand(2, 1, 8, 8)
+    for b in (0.0, 0.02):
+        want = plain.chroma(L, raw[:, :q], temperature=1.0, boost=b)
+        reg.mix = 0.0
+        assert torch.allclose(reg.chroma(L, raw, temperature=1.0, boost=b), want, atol=1e-4)
+    reg.mix = 1.0
+    direct = F.interpolate(raw[:, q:] * AB_SCALE, size=(8, 8), mode="bilinear", align_corners=False)
+    assert torch.allclose(reg.chroma(L, raw, boost=0.0), direct, atol=1e-4)
+    reg.mix = 0.5
+    half = 0.5 * (direct + plain.chroma(L, raw[:, :q], temperature=1.0, boost=0.0))
+    assert torch.allclose(reg.chroma(L, raw, temperature=1.0, boost=0.0), half, atol=1e-4)
+    for bad in ({"regress": -1.0}, {"mix": 1.5}):
+        try:
+            _model(**bad)
+        except ValueError as exc:
+            assert "regress" in str(exc)
+        else:
+            raise AssertionError(f"{bad} was accepted")
+
+
+def test_regress_loss_adds_the_weighted_psnr_objective_of_the_direct_ab():
+    """The loss is the bins' cross-entropy plus ``regress`` x mean log10 RGB MSE of the direct a*b*; a perfect
+    direct a*b* makes that term minimal, and the gradient reaches the direct channels."""
+    torch.manual_seed(0)
+    rgb = torch.rand(2, 3, 8, 8)
+    lab = rgb_to_lab(rgb)
+    one, two = _model(regress=1.0).train(), _model(regress=2.0).train()
+    q = len(one.centres)
+    raw = torch.randn(2, q + 2, 4, 4, requires_grad=True)
+    ce = _model().train().loss(raw[:, :q], lab, rgb)
+    l1, l2 = one.loss(raw, lab, rgb), two.loss(raw, lab, rgb)
+    assert torch.allclose(l2 - ce, 2 * (l1 - ce), atol=1e-4)
+    l1.backward()
+    assert raw.grad[:, q:].abs().sum() > 0
+    flat = lab.clone()
+    flat[:, 1:] = lab[:, 1:].mean((2, 3), keepdim=True)  # a*b* constant per image: exact at half resolution too
+    from autocolor.colour import AB_SCALE, lab_to_rgb
+    flat_rgb = lab_to_rgb(flat)
+    exact = torch.cat([raw[:, :q].detach(), flat[:, 1:, ::2, ::2] / AB_SCALE], 1)
+    worse = exact.clone()
+    worse[:, q:] += 0.2
+    assert one.loss(exact, flat, flat_rgb) < one.loss(worse, flat, flat_rgb) - 0.5
+
+
 def test_tune_vivid_writes_the_chosen_decoding(tmp_path, fake_cifar, monkeypatch, capsys):
     """benchmarks/tune_vivid.py --write: every decoding is scored on validation, the rule's choice and the whole
     table land in the card, and the model then loads with them."""
@@ -150,3 +207,32 @@ def test_tune_vivid_writes_the_chosen_decoding(tmp_path, fake_cifar, monkeypatch
     model, _ = load_model(path)
     assert (model.boost, model.shift_tta, model.boost_centred) == (best["boost"], 2, True)
     assert "chosen temperature 1.0" in capsys.readouterr().out
+
+
+def test_tune_vivid_chooses_the_mix_of_a_regress_run(tmp_path, fake_cifar, monkeypatch):
+    """--mixes scores every mix of a run trained with ``regress``; the chosen one is written to the card."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from autocolor.registry import build
+    from autocolor.weights import load_model, save_model
+
+    script = Path(__file__).parents[1] / "benchmarks" / "tune_vivid.py"
+    spec = importlib.util.spec_from_file_location("tune_vivid", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    torch.manual_seed(0)
+    model = build("unet-vivid", widths=(8, 16), regress=1.0).eval()
+    path = save_model(model, tmp_path / "r.safetensors", {"name": "r"})
+    argv = [str(path), "--calibrate", "--temperatures", "1.0", "--boosts", "0", "--mixes", "0", "1",
+            "--max-delta", "99", "--data", str(fake_cifar), "--write"]
+    monkeypatch.setattr("sys.argv", ["tune_vivid.py", *argv])
+    bench.main()
+    card = json.loads(path.with_suffix(".json").read_text())
+    table = card["decoding_selection"]["table"]
+    assert [row["mix"] for row in table] == [0.0, 1.0]
+    assert table[0]["psnr"] != table[1]["psnr"]  # the direct a*b* and the bins' mean differ
+    best = max(table, key=lambda row: row["psnr"])
+    assert card["config"]["mix"] == best["mix"]
+    assert load_model(path)[0].mix == best["mix"]
