@@ -31,6 +31,13 @@ def double_conv(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(conv_bn_relu(cin, cout), conv_bn_relu(cout, cout))
 
 
+def psnr_objective(ab: torch.Tensor, lab: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+    """Mean over images of log10 RGB MSE of the image rebuilt from the kept L* and predicted a*b* (Lab units,
+    full resolution): minimising it maximises the mean per-image PSNR that evaluation reports."""
+    pred = lab_to_rgb_unclipped_k(torch.cat([lab[:, :1], ab], 1), clip=False)
+    return torch.log10((pred.clamp(0, 1) - rgb).pow(2).flatten(1).mean(1) + 1e-5).mean()
+
+
 class UNet(ColorNet):
     """Encoder of double 3x3 conv blocks with max-pooling, decoder with nearest upsampling and skips."""
 
@@ -140,9 +147,7 @@ class UNet(ColorNet):
         if self.objective == "mse":
             colour = super().loss(raw, lab, rgb)
         else:
-            pred = lab_to_rgb_unclipped_k(torch.cat([lab[:, :1], raw.float() * AB_SCALE], 1), clip=False)
-            mse = (pred.clamp(0, 1) - rgb).pow(2).flatten(1).mean(1)
-            colour = torch.log10(mse + 1e-5).mean()
+            colour = psnr_objective(raw.float() * AB_SCALE, lab, rgb)
         return self._with_class_loss(colour, labels)
 
     def _with_class_loss(self, colour: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
@@ -244,11 +249,10 @@ class VividUNet(UNet):
         target = self.nearest_bin(F.avg_pool2d(lab[:, 1:], lab.shape[-1] // raw.shape[-1]))
         loss = F.cross_entropy(raw[:, :self.bins].float(), target, weight=self.class_weight)
         if self.regress:
-            # the direct a*b* is trained like ``unet``'s objective "psnr": mean log RGB MSE at full resolution
+            # the direct a*b* is trained like ``unet``'s objective "psnr", upsampled to full resolution
             ab = F.interpolate(raw[:, self.bins:].float() * AB_SCALE, size=lab.shape[-2:], mode="bilinear",
                                align_corners=False)
-            pred = lab_to_rgb_unclipped_k(torch.cat([lab[:, :1], ab], 1), clip=False)
-            loss = loss + self.regress * torch.log10((pred.clamp(0, 1) - rgb).pow(2).flatten(1).mean(1) + 1e-5).mean()
+            loss = loss + self.regress * psnr_objective(ab, lab, rgb)
         return self._with_class_loss(loss, labels)
 
     def chroma(self, L: torch.Tensor, raw: torch.Tensor, temperature: float | None = None,
@@ -262,20 +266,21 @@ class VividUNet(UNet):
             # undo the rebalancing: weighted cross-entropy learns p * w, so p ~ softmax(logits - log w)
             logits = logits - self.class_weight.log()[None, :, None, None]
         p = torch.softmax(logits / max(t, 1e-3), dim=1)
-        ab = torch.einsum("nqhw,qc->nchw", p, self.centres)
+        ab = mean = torch.einsum("nqhw,qc->nchw", p, self.centres)
         if self.regress:  # the decoded mean: ``mix`` x the direct a*b* + (1 - ``mix``) x the annealed mean
-            ab = self.mix * raw[:, self.bins:].float() * AB_SCALE + (1 - self.mix) * ab
+            ab = self.mix * raw[:, self.bins:].float() * AB_SCALE + (1 - self.mix) * mean
         b = self.boost if boost is None else boost
         if b > 0:
             origin = self.boost_origin(ab)
-            ab = origin + (ab - origin) * self.boost_factor(L, p, ab, b)
+            ab = origin + (ab - origin) * self.boost_factor(L, p, ab, b, mean=mean)
         return F.interpolate(ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
 
     def boost_origin(self, ab: torch.Tensor) -> torch.Tensor:
         """What the boost scales about: each image's mean a*b* with ``boost_centred``, else grey (0)."""
         return ab.mean((2, 3), keepdim=True) if self.boost_centred else torch.zeros_like(ab[:, :, :1, :1])
 
-    def boost_factor(self, L: torch.Tensor, p: torch.Tensor, ab: torch.Tensor, strength: float) -> torch.Tensor:
+    def boost_factor(self, L: torch.Tensor, p: torch.Tensor, ab: torch.Tensor, strength: float,
+                     mean: torch.Tensor | None = None) -> torch.Tensor:
         """Per-image chroma scale s >= 1 trading expected error for colourfulness (shape (N, 1, 1, 1)).
 
         With mean ``ab`` and per-pixel variance v of the predicted distribution, scaling by s has expected
@@ -287,8 +292,12 @@ class VividUNet(UNet):
         With ``boost_centred`` the scale applies to each pixel's deviation d from the image's mean a*b*
         instead (colour contrast, the tint kept): the error term is v + (s-1)^2 |d|^2 and c is the colour
         spread sigma alone, the part of Hasler-Suesstrunk colourfulness that grows with s.
+
+        v is about the distribution's own mean, ``mean`` (computed from ``p`` when not given); it differs from
+        ``ab`` only when a ``regress`` model mixes its direct a*b* in.
         """
-        mean = torch.einsum("nqhw,qc->nchw", p, self.centres)  # the distribution's own mean (its variance's centre)
+        if mean is None:
+            mean = torch.einsum("nqhw,qc->nchw", p, self.centres)
         var = (torch.einsum("nqhw,q->nhw", p, self.centres.pow(2).sum(1)) - mean.pow(2).sum(1)).clamp_min(0)
         v, m2 = var.flatten(1).mean(1), (ab - self.boost_origin(ab)).pow(2).sum(1).flatten(1).mean(1)
         small = F.avg_pool2d(L.float(), self.head_stride)  # L* at the head's (half) resolution

@@ -44,29 +44,34 @@ def main() -> None:
     print("| temperature | boost | mix | PSNR | SSIM | colourfulness | delta | semantic acc. | gap closed |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     options = {"flip_tta": args.flip_tta, "shift_tta": args.shift_tta, "boost_centred": args.centred}
+
+    def overrides(mix: float | None) -> dict:
+        return options if mix is None else {**options, "mix": mix}
+
     for mix in args.mixes or [None]:
-        views = options if mix is None else {**options, "mix": mix}
         for t in args.temperatures:
             for b in args.boosts:
                 r = evaluate(args.run, split="val", max_images=args.max_images, data=args.data, progress=False,
-                             temperature=t, boost=b, calibrate=args.calibrate, overrides=views)
-                rows.append((t, b, mix, r["psnr"], r["ssim"], r["colorfulness"], r["delta_colorfulness"],
-                             r["grey_baseline"]["psnr"], r.get("semantic_accuracy"), r.get("semantic_gap_closed")))
+                             temperature=t, boost=b, calibrate=args.calibrate, overrides=overrides(mix))
+                rows.append(dict(zip(KEYS, (t, b, mix, r["psnr"], r["ssim"], r["colorfulness"],
+                                            r["delta_colorfulness"], r["grey_baseline"]["psnr"],
+                                            r.get("semantic_accuracy"), r.get("semantic_gap_closed")), strict=True)))
                 print(f"| {t:.2f} | {b:g} | {'-' if mix is None else f'{mix:g}'} | {r['psnr']:.3f} | {r['ssim']:.4f} | "
                       f"{r['colorfulness']:.2f} | {r['delta_colorfulness']:.2f} | {r.get('semantic_accuracy')} | "
                       f"{r.get('semantic_gap_closed')} |", flush=True)
-    ok = [row for row in rows if row[6] <= args.max_delta]
-    best = max(ok, key=lambda row: row[3]) if ok else min(rows, key=lambda row: row[6])
-    print(f"chosen temperature {best[0]}, boost {best[1]}, mix {best[2]} (validation PSNR {best[3]:.3f}, "
-          f"delta colourfulness {best[6]:.2f}; grey PSNR {best[7]:.3f})")
+    ok = [row for row in rows if row["delta_colorfulness"] <= args.max_delta]
+    best = max(ok, key=lambda row: row["psnr"]) if ok else min(rows, key=lambda row: row["delta_colorfulness"])
+    print(f"chosen temperature {best['temperature']}, boost {best['boost']}, mix {best['mix']} (validation PSNR "
+          f"{best['psnr']:.3f}, delta colourfulness {best['delta_colorfulness']:.2f}; "
+          f"grey PSNR {best['grey_psnr']:.3f})")
     if args.write:
         weights = resolve(args.run)
         card = load_card(weights)
-        chosen = options if best[2] is None else {**options, "mix": best[2]}
-        card["config"].update(temperature=best[0], boost=best[1], calibrate=args.calibrate, **chosen)
+        card["config"].update(temperature=best["temperature"], boost=best["boost"], calibrate=args.calibrate,
+                              **overrides(best["mix"]))
         card["decoding_selection"] = {"split": "val", "rule": f"best PSNR with delta colourfulness <= {args.max_delta}",
                                       "command": shlex.join(["python", "benchmarks/tune_vivid.py", *sys.argv[1:]]),
-                                      "table": [dict(zip(KEYS, r, strict=True)) for r in rows]}
+                                      "table": rows}
         card.pop("temperature_selection", None)
         write_card(weights, card)
 

@@ -23,6 +23,16 @@ REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("AUTOCOLOR_DATA") or REPO.parent / "shared" / "cifar10").expanduser().resolve()
 
 
+def load_script(relative: str):
+    """Import one of the repository's scripts (e.g. ``benchmarks/tune_vivid.py``) as a module, to call its functions."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(Path(relative).stem, REPO / relative)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def real_data_available() -> bool:
     """True when the real CIFAR-10 python batches are present at DATA_DIR."""
     return data_mod._as_folder(DATA_DIR) is not None

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
 from PIL import Image
 
 from autocolor.cli import main
@@ -112,12 +113,7 @@ def test_card_colorize_size(tmp_path: Path) -> None:
 
 def test_colorize_size_write_choice(tmp_path: Path) -> None:
     """benchmarks/colorize_size.py --write: the best size by PSNR lands in the card, and colorize then uses it."""
-    import importlib.util
-
-    script = Path(__file__).parents[1] / "benchmarks" / "colorize_size.py"
-    spec = importlib.util.spec_from_file_location("colorize_size", script)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/colorize_size.py")
     torch.manual_seed(0)
     path = save_model(build("seed-lab").eval(), tmp_path / "m.safetensors", {"colorize_size": 64, "name": "m"})
     assert bench.write_choice(str(path), {32: 20.0, 48: 21.25, 96: 19.5}) == 48

@@ -8,6 +8,7 @@ import signal
 
 import pytest
 import torch
+from conftest import load_script
 from safetensors.torch import load_file
 
 import autocolor.train as train_mod
@@ -194,13 +195,7 @@ def test_batch_larger_than_data_is_a_user_error(tmp_path):
 
 
 def _bundle_script():
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("bundle", Path(__file__).parents[1] / "scripts" / "bundle.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/bundle.py")
 
 
 def test_bundle_final_fit_carries_its_heldout_twin(tmp_path, straight, monkeypatch):

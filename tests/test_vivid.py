@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from conftest import load_script
 
 from autocolor.colour import rgb_to_lab
 from autocolor.unet import VividUNet, gamut_bins
@@ -179,17 +180,12 @@ def test_regress_loss_adds_the_weighted_psnr_objective_of_the_direct_ab():
 def test_tune_vivid_writes_the_chosen_decoding(tmp_path, fake_cifar, monkeypatch, capsys):
     """benchmarks/tune_vivid.py --write: every decoding is scored on validation, the rule's choice and the whole
     table land in the card, and the model then loads with them."""
-    import importlib.util
     import json
-    from pathlib import Path
 
     from autocolor.registry import build
     from autocolor.weights import load_model, save_model
 
-    script = Path(__file__).parents[1] / "benchmarks" / "tune_vivid.py"
-    spec = importlib.util.spec_from_file_location("tune_vivid", script)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/tune_vivid.py")
     torch.manual_seed(0)
     path = save_model(build("unet-vivid", widths=(8, 16)).eval(), tmp_path / "v.safetensors", {"name": "v"})
     argv = [str(path), "--calibrate", "--flip-tta", "--shift-tta", "2", "--centred", "--temperatures", "1.0",
@@ -211,17 +207,12 @@ def test_tune_vivid_writes_the_chosen_decoding(tmp_path, fake_cifar, monkeypatch
 
 def test_tune_vivid_chooses_the_mix_of_a_regress_run(tmp_path, fake_cifar, monkeypatch):
     """--mixes scores every mix of a run trained with ``regress``; the chosen one is written to the card."""
-    import importlib.util
     import json
-    from pathlib import Path
 
     from autocolor.registry import build
     from autocolor.weights import load_model, save_model
 
-    script = Path(__file__).parents[1] / "benchmarks" / "tune_vivid.py"
-    spec = importlib.util.spec_from_file_location("tune_vivid", script)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/tune_vivid.py")
     torch.manual_seed(0)
     model = build("unet-vivid", widths=(8, 16), regress=1.0).eval()
     path = save_model(model, tmp_path / "r.safetensors", {"name": "r"})
