@@ -2,10 +2,11 @@
 # GPU check of the bundled `vivid` recipe (class head, context, mirrored views), run on a borrowed CUDA machine
 # like benchmarks/gpu_check.sh, on the same small CIFAR-10 subset (benchmarks/make_subset.py):
 #   DATA=.gpudata OUT=/tmp/out bash benchmarks/gpu_check_vivid.sh
-# Log of the H100 run: benchmarks/results/gpu/log-vivid.txt.
+# Logs of H100 runs: benchmarks/results/gpu/log-vivid.txt (the recipe without `regress`, commit b1ad410) and
+# log-vivid-regress.txt (the bundled recipe with its direct a*b* objective).
 set -u
 source "$(dirname "$0")/gpu_env.sh"  # DATA, OUT, the carried wheels, step
-CFG='{"classes": 10, "context": true, "class_weight": 0.3}'
+CFG='{"classes": 10, "context": true, "class_weight": 0.3, "regress": 3.0}'  # as the bundled vivid's card
 
 step nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 # the vivid training recipe under torchrun (NCCL) on CUDA with labels for the class head: stopped, then resumed
