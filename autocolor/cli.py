@@ -150,7 +150,11 @@ def diagram(model, output) -> None:
     from autocolor.diagram import draw
     from autocolor.models import build
 
-    click.echo(str(draw(build(model), output)))
+    try:
+        net = build(model)
+    except (TypeError, ValueError) as exc:  # e.g. vivid-ensemble: assembled from runs, no architecture of its own
+        raise AutocolorError(f"cannot draw {model}: {exc}") from None
+    click.echo(str(draw(net, output)))
 
 
 @cli.command()

@@ -9,8 +9,9 @@ import torch
 from tqdm import tqdm
 
 from autocolor.classifier import load_classifier
+from autocolor.colour import grey_rgb, to_uint8
 from autocolor.data import load_split
-from autocolor.inference import colorize_all
+from autocolor.inference import colorize_all, predict_all
 from autocolor.metrics import ab_error_cdf, auc, colourfulness, psnr, ssim, target_ab
 from autocolor.plots import save_png, tiled_grid
 from autocolor.runtime import pick_device, pick_precision
@@ -54,18 +55,22 @@ def evaluate(spec: str | os.PathLike, split: str = "test", max_images: int | Non
              data: str | None = None, device: str = "auto", precision: str = "auto",
              grid: str | os.PathLike | None = None, progress: bool = True,
              images: str | os.PathLike | None = None, workers: int = 2, overrides: dict | None = None,
-             **opts) -> dict:
+             decodings: list[dict] | None = None, **opts) -> dict | list[dict]:
     """Metrics of model ``spec`` on ``split`` (outputs rounded to 8 bits first) and of the grey input.
 
     PSNR and SSIM are per-image on RGB, then averaged; colourfulness is Hasler & Suesstrunk's;
     ``auc`` is the area under the a*b*-error curve for thresholds 0..150 (Zhang et al. 2016).
     With ``images=DIR`` the colour images of a folder are scored instead (see ``evaluate_folder``).
     ``overrides`` replace weight-free architecture options of the card (e.g. test-time views) for this call.
+    ``decodings`` (a list of decoding options, e.g. ``[{"boost": 0.02}, {"boost": 0.03}]``, each on top of
+    ``opts``) scores several decodings of one pass of the network and returns a list of results, one each.
     """
     dev = pick_device(device)
     precision = pick_precision(precision, dev)
     model, card = load_model(spec, dev, fuse=True, overrides=overrides)  # BatchNorm folded into the convolutions
     if images is not None:
+        if decodings is not None:
+            raise ValueError("decodings is for CIFAR-10 splits")
         return evaluate_folder(model, card, spec, images, max_images=max_images, device=dev, precision=precision,
                                grid=grid, progress=progress, workers=workers, **opts)
     split_data = load_split(split, data)
@@ -73,35 +78,45 @@ def evaluate(spec: str | os.PathLike, split: str = "test", max_images: int | Non
     if max_images:
         images, labels = images[:max_images], labels[:max_images]
     clf = load_classifier()
-    pred_acc, grey_acc, cf_truth = _Accumulator(clf), _Accumulator(clf), 0.0
+    variants = [{**opts, **d} for d in decodings] if decodings is not None else [opts]
+    pred_accs, grey_acc, cf_truth = [_Accumulator(clf) for _ in variants], _Accumulator(clf), 0.0
     truth_correct = 0
     with tqdm(total=len(images), desc=f"evaluate {card.get('name', spec)}", unit="img", disable=not progress,
               mininterval=1.0) as bar:
-        for start, grey, pred in colorize_all(model, images, dev, precision, progress=bar, **opts):
-            target, lab = images[start:start + len(pred)], labels[start:start + len(pred)]
+        for start, L, raw in predict_all(model, images, dev, precision, progress=bar):
+            target, lab = images[start:start + len(L)], labels[start:start + len(L)]
             ab = target_ab(target)
-            pred_acc.add(pred, target, lab, ab)
-            grey_acc.add(grey, target, lab, ab)
+            for acc, variant in zip(pred_accs, variants, strict=True):
+                acc.add(to_uint8(model.to_rgb(L, raw, **variant)).cpu(), target, lab, ab)
+            grey_acc.add(to_uint8(grey_rgb(L)).cpu(), target, lab, ab)
             cf_truth += float(colourfulness(target).sum())
             if clf is not None:
                 with torch.no_grad():
                     truth_correct += int((clf(target).argmax(1) == lab).sum())
     cf_truth /= len(images)
-    result = {"model": str(spec), "architecture": card["architecture"], "split": split, "n_images": len(images),
-              "precision": precision,
-              **pred_acc.result(cf_truth), "grey_baseline": grey_acc.result(cf_truth),
-              "ground_truth": {"colorfulness": round(cf_truth, 4)}}
-    if clf is not None:
-        truth = truth_correct / len(images)
-        result["ground_truth"]["semantic_accuracy"] = round(truth, 4)
-        gap = truth - result["grey_baseline"]["semantic_accuracy"]
-        result["semantic_gap_closed"] = round((result["semantic_accuracy"] - result["grey_baseline"]
-                                              ["semantic_accuracy"]) / gap, 4) if gap > 0 else None
+    truth = truth_correct / len(images) if clf is not None else None
+    results = [_result(spec, card, split, len(images), precision, acc.result(cf_truth), grey_acc.result(cf_truth),
+                       cf_truth, truth) for acc in pred_accs]
     if grid:
         idx = [i for i in GRID_INDICES if i < len(images)]
         sample = images[idx]
-        grey, pred = next(colorize_all(model, sample, dev, precision, **opts))[1:]
-        result["grid"] = str(save_png(tiled_grid([grey, pred, sample]), Path(grid)))
+        grey, pred = next(colorize_all(model, sample, dev, precision, **variants[0]))[1:]
+        for result in results:
+            result["grid"] = str(save_png(tiled_grid([grey, pred, sample]), Path(grid)))
+    return results if decodings is not None else results[0]
+
+
+def _result(spec, card: dict, split: str, n: int, precision: str, pred: dict, grey: dict, cf_truth: float,
+            truth_accuracy: float | None) -> dict:
+    """One result object: the prediction's metrics, the grey baseline's, the ground truth's, the gap closed."""
+    result = {"model": str(spec), "architecture": card["architecture"], "split": split, "n_images": n,
+              "precision": precision, **pred, "grey_baseline": grey,
+              "ground_truth": {"colorfulness": round(cf_truth, 4)}}
+    if truth_accuracy is not None:
+        result["ground_truth"]["semantic_accuracy"] = round(truth_accuracy, 4)
+        gap = truth_accuracy - grey["semantic_accuracy"]
+        result["semantic_gap_closed"] = round((pred["semantic_accuracy"] - grey["semantic_accuracy"]) / gap,
+                                              4) if gap > 0 else None
     return result
 
 

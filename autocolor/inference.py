@@ -23,13 +23,25 @@ def colorize_batch(model: nn.Module, images: torch.Tensor, device: torch.device 
 def colorize_all(model: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
                  precision: str = "fp32", batch_size: int = 500, progress=None, **opts):
     """Yield ``(start, grey_u8, pred_u8)`` over ``images`` in batches; ``progress`` is an optional tqdm."""
+    for start, L, raw in predict_all(model, images, device, precision, batch_size, progress):
+        yield start, to_uint8(grey_rgb(L)).cpu(), to_uint8(model.to_rgb(L, raw, **opts)).cpu()
+
+
+@torch.no_grad()
+def predict_all(model: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
+                precision: str = "fp32", batch_size: int = 500, progress=None):
+    """Yield ``(start, L, raw)`` over uint8 RGB ``images`` in batches: the network runs once per batch, and any
+    number of decodings can follow (``model.to_rgb(L, raw, **opts)``). ``progress`` is an optional tqdm."""
+    device = torch.device(device)
     was_training = model.training
     model.eval()
     try:
         for start in range(0, len(images), batch_size):
-            grey, pred = colorize_batch(model, images[start:start + batch_size], device, precision, **opts)
+            L = greyscale(to_float(images[start:start + batch_size].to(device)))
+            with autocast(device, precision):
+                raw = model(L.contiguous(memory_format=torch.channels_last))
             if progress is not None:
-                progress.update(len(pred))
-            yield start, grey, pred
+                progress.update(len(L))
+            yield start, L, raw
     finally:
         model.train(was_training)

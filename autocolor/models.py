@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from autocolor import seed, unet  # noqa: F401  (registers seed, seed-lab, unet, unet-vivid)
+from autocolor import ensemble, seed, unet  # noqa: F401  (registers seed, seed-lab, unet, unet-vivid, vivid-ensemble)
 from autocolor.registry import build, names
 
 __all__ = ["build", "names", "count_params"]

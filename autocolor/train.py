@@ -330,6 +330,8 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
         model = build(cfg.model, **cfg.model_config)
     except (TypeError, ValueError) as exc:
         raise AutocolorError(f"--model-config does not fit {cfg.model}: {exc}") from None
+    if not getattr(model, "trainable", True):
+        raise AutocolorError(f"{cfg.model} is assembled from trained runs (scripts/ensemble.py), not trained")
     if model.uses_labels and (cfg.images or model.classify.out_features != CIFAR_CLASSES):
         raise AutocolorError(f"--model-config classes trains on CIFAR-10's labels: it needs classes "
                              f"{CIFAR_CLASSES} and no --images")

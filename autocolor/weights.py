@@ -19,21 +19,54 @@ from autocolor.models import build, count_params
 BUNDLED = Path(__file__).with_name("bundled")  # data folder of shipped weights + cards
 
 
-def save_model(model: nn.Module, path: Path, card: dict) -> Path:
-    """Write ``path`` (.safetensors) and its card (same stem, .json). Returns the weights path."""
+HALF_STORAGE = "float16 convolution and linear weights, float32 for the rest"
+
+
+def half_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with every float weight of 2+ dimensions (convolutions, linear layers) as float16.
+
+    Halves a U-Net's file; loading casts back to float32 (``load_state_dict`` copies into float32 parameters).
+    BatchNorm statistics, biases and buffers stay float32, and so does any tensor float16 cannot hold."""
+    def small(k: str, v: torch.Tensor) -> bool:
+        return (k.endswith(".weight") and v.is_floating_point() and v.dim() >= 2
+                and bool(v.abs().max() < torch.finfo(torch.float16).max))
+    return {k: v.half() if small(k, v) else v for k, v in state.items()}
+
+
+def _write_weights(state: dict[str, torch.Tensor], path: Path, architecture: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)  # safetensors does not create folders
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(state, str(tmp), metadata={"architecture": architecture})
+    os.chmod(tmp, 0o644)  # safetensors writes 0600; weights are for everyone to read
+    os.replace(tmp, path)
+
+
+def save_model(model: nn.Module, path: Path, card: dict, half: bool = False) -> Path:
+    """Write ``path`` (.safetensors) and its card (same stem, .json). Returns the weights path.
+
+    ``half=True`` stores the weights as ``half_state`` does (the card's ``storage`` says so)."""
     if is_fused(model):
         raise AutocolorError("cannot save a model with BatchNorm folded for inference; save the unfused model")
     path = Path(path)
     state = {k: v.detach().float().contiguous().cpu() if v.is_floating_point() else v.detach().cpu()
              for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)  # safetensors does not create folders
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(state, str(tmp), metadata={"architecture": model.arch_name})
-    os.replace(tmp, path)
+    _write_weights(half_state(state) if half else state, path, model.arch_name)
     full = {"architecture": model.arch_name, "config": model.arch_config, "parameters": count_params(model),
             "output": getattr(model, "output", "ab"), **card}
+    if half:
+        full["storage"] = HALF_STORAGE
     write_card(path, full)
     return path
+
+
+def halve(weights: Path) -> Path:
+    """Rewrite a saved model's weights file as ``half_state`` stores it and note it in the card."""
+    weights = resolve(weights)
+    card = load_card(weights)
+    _write_weights(half_state(load_file(str(weights))), weights, card["architecture"])
+    card["storage"] = HALF_STORAGE
+    write_card(weights, card)
+    return weights
 
 
 def write_card(weights: Path, card: dict) -> Path:

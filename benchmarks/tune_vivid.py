@@ -1,8 +1,9 @@
 """Choose the vivid model's decoding (temperature, calibration, colour boost) on the validation split.
 
 Usage: python benchmarks/tune_vivid.py RUN_DIR [--temperatures 0.6 1.0] [--boosts 0 0.02 ...] [--calibrate]
-       [--flip-tta] [--shift-tta 2] [--centred] [--mixes 1 0.7] [--max-images N] [--write]
-Every (temperature, boost) pair, and each ``mix`` for a run trained with ``regress``, is scored on the validation
+       [--flip-tta] [--shift-tta 2] [--centred] [--mixes 1 0.7] [--fidelity-weights 0.4] [--max-images N] [--write]
+Every (temperature, boost) pair, and each ``mix`` for a run trained with ``regress`` (each ``fidelity_weight`` for
+a ``vivid-ensemble``, whose members' views and calibrated, centred decoding are fixed), is scored on the validation
 split (never the test set). The rule: the best
 PSNR among pairs whose |colourfulness - truth| <= --max-delta (default 2.0, the issue's target; a smaller value
 leaves a margin for the test set), else the smallest colourfulness gap. --write stores the
@@ -18,8 +19,10 @@ import sys
 from autocolor.evaluate import evaluate
 from autocolor.weights import load_card, resolve, write_card
 
-KEYS = ["temperature", "boost", "mix", "psnr", "ssim", "colorfulness", "delta_colorfulness", "grey_psnr",
-        "semantic_accuracy", "semantic_gap_closed"]
+FIXED_IN_ENSEMBLE = ("calibrate", "flip_tta", "shift_tta", "centred", "mixes")
+
+KEYS = ["temperature", "boost", "mix", "fidelity_weight", "psnr", "ssim", "colorfulness", "delta_colorfulness",
+        "grey_psnr", "semantic_accuracy", "semantic_gap_closed"]
 
 
 def main() -> None:
@@ -35,40 +38,59 @@ def main() -> None:
                     help="boost each image's colour contrast about its mean a*b* (boost_centred), not about grey")
     ap.add_argument("--mixes", type=float, nargs="+", default=None,
                     help="weights of the direct a*b* in the decoded mean (a run trained with regress > 0)")
+    ap.add_argument("--fidelity-weights", type=float, nargs="+", default=None,
+                    help="weights of the fidelity members' a*b* in the decoded mean (a vivid-ensemble)")
     ap.add_argument("--max-delta", type=float, default=2.0, help="largest validation delta colourfulness allowed")
     ap.add_argument("--max-images", type=int, default=None)
     ap.add_argument("--data", default=None)
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
+    ensemble = load_card(resolve(args.run))["architecture"] == "vivid-ensemble"
+    if ensemble and any(getattr(args, k) for k in FIXED_IN_ENSEMBLE):
+        ap.error("a vivid-ensemble's views and calibrated, centred decoding are fixed; it takes --temperatures, "
+                 "--boosts and --fidelity-weights")
+    if args.fidelity_weights and not ensemble:
+        ap.error("--fidelity-weights applies to a vivid-ensemble")
+    knob, values = ("fidelity_weight", args.fidelity_weights) if ensemble else ("mix", args.mixes)
     rows = []
-    print("| temperature | boost | mix | PSNR | SSIM | colourfulness | delta | semantic acc. | gap closed |")
+    print(f"| temperature | boost | {knob} | PSNR | SSIM | colourfulness | delta | semantic acc. | gap closed |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    options = {"flip_tta": args.flip_tta, "shift_tta": args.shift_tta, "boost_centred": args.centred}
+    options = {} if ensemble else {"flip_tta": args.flip_tta, "shift_tta": args.shift_tta,
+                                   "boost_centred": args.centred}
 
-    def overrides(mix: float | None) -> dict:
-        return options if mix is None else {**options, "mix": mix}
+    def overrides(value: float | None) -> dict:
+        return options if value is None else {**options, knob: value}
 
-    for mix in args.mixes or [None]:
-        for t in args.temperatures:
-            for b in args.boosts:
-                r = evaluate(args.run, split="val", max_images=args.max_images, data=args.data, progress=False,
-                             temperature=t, boost=b, calibrate=args.calibrate, overrides=overrides(mix))
-                rows.append(dict(zip(KEYS, (t, b, mix, r["psnr"], r["ssim"], r["colorfulness"],
-                                            r["delta_colorfulness"], r["grey_baseline"]["psnr"],
-                                            r.get("semantic_accuracy"), r.get("semantic_gap_closed")), strict=True)))
-                print(f"| {t:.2f} | {b:g} | {'-' if mix is None else f'{mix:g}'} | {r['psnr']:.3f} | {r['ssim']:.4f} | "
-                      f"{r['colorfulness']:.2f} | {r['delta_colorfulness']:.2f} | {r.get('semantic_accuracy')} | "
-                      f"{r.get('semantic_gap_closed')} |", flush=True)
+    pairs = [(t, b) for t in args.temperatures for b in args.boosts]
+    # a run's mix is an architecture option: its network runs once per mix. An ensemble's fidelity weight is a
+    # decoding option, like temperature and boost: its networks run once for the whole grid.
+    passes = [(None, [(w, t, b) for w in values or [None] for t, b in pairs])] if ensemble else [
+        (value, [(value, t, b) for t, b in pairs]) for value in values or [None]]
+    for value, grid in passes:
+        decodings = [{"temperature": t, "boost": b, **({knob: w} if ensemble and w is not None else {})}
+                     for w, t, b in grid]
+        results = evaluate(args.run, split="val", max_images=args.max_images, data=args.data, progress=False,
+                           calibrate=args.calibrate, overrides=overrides(value), decodings=decodings)
+        for (w, t, b), r in zip(grid, results, strict=True):
+            rows.append(dict(zip(KEYS, (t, b, None, None, r["psnr"], r["ssim"], r["colorfulness"],
+                                        r["delta_colorfulness"], r["grey_baseline"]["psnr"],
+                                        r.get("semantic_accuracy"), r.get("semantic_gap_closed")), strict=True)))
+            rows[-1][knob] = w
+            shown = "-" if w is None else f"{w:g}"
+            print(f"| {t:.2f} | {b:g} | {shown} | {r['psnr']:.3f} | {r['ssim']:.4f} | "
+                  f"{r['colorfulness']:.2f} | {r['delta_colorfulness']:.2f} | {r.get('semantic_accuracy')} | "
+                  f"{r.get('semantic_gap_closed')} |", flush=True)
     ok = [row for row in rows if row["delta_colorfulness"] <= args.max_delta]
     best = max(ok, key=lambda row: row["psnr"]) if ok else min(rows, key=lambda row: row["delta_colorfulness"])
-    print(f"chosen temperature {best['temperature']}, boost {best['boost']}, mix {best['mix']} (validation PSNR "
+    print(f"chosen temperature {best['temperature']}, boost {best['boost']}, {knob} {best[knob]} (validation PSNR "
           f"{best['psnr']:.3f}, delta colourfulness {best['delta_colorfulness']:.2f}; "
           f"grey PSNR {best['grey_psnr']:.3f})")
     if args.write:
         weights = resolve(args.run)
         card = load_card(weights)
-        card["config"].update(temperature=best["temperature"], boost=best["boost"], calibrate=args.calibrate,
-                              **overrides(best["mix"]))
+        decoding = {} if ensemble else {"calibrate": args.calibrate}
+        card["config"].update(temperature=best["temperature"], boost=best["boost"], **decoding,
+                              **overrides(best[knob]))
         card["decoding_selection"] = {"split": "val", "rule": f"best PSNR with delta colourfulness <= {args.max_delta}",
                                       "command": shlex.join(["python", "benchmarks/tune_vivid.py", *sys.argv[1:]]),
                                       "table": rows}

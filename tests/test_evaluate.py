@@ -118,3 +118,18 @@ def test_overrides_score_other_views_without_touching_the_card(cifar_dir, tmp_pa
     stored["config"].update(flip_tta=True, shift_tta=1)
     (run / "model.json").write_text(json.dumps(stored))
     assert evaluate(run, **kw)["psnr"] == viewed["psnr"]
+
+
+def test_several_decodings_of_one_pass_match_separate_calls(tmp_path, fake_cifar, monkeypatch):
+    """``decodings``: the network runs once and each decoding is scored as its own ``evaluate`` call would."""
+    from autocolor import evaluate as evaluate_mod
+
+    monkeypatch.setattr(evaluate_mod, "load_classifier", lambda: None)
+    torch.manual_seed(0)
+    path = weights.save_model(models.build("unet-vivid", widths=(8, 16)).eval(), tmp_path / "v.safetensors",
+                              {"name": "v"})
+    kw = {"split": "val", "max_images": 16, "data": str(fake_cifar), "device": "cpu", "progress": False,
+          "calibrate": True}
+    many = evaluate_mod.evaluate(path, decodings=[{"boost": 0.0}, {"boost": 0.05, "temperature": 0.5}], **kw)
+    one = [evaluate_mod.evaluate(path, boost=0.0, **kw), evaluate_mod.evaluate(path, boost=0.05, temperature=0.5, **kw)]
+    assert many == one and many[0]["colorfulness"] != many[1]["colorfulness"]

@@ -15,8 +15,9 @@ from autocolor.models import names
 
 TOL = 1e-4  # a*, b* in Lab units (they span about +-110)
 SMALL = {"widths": (8, 16, 32)}
-CASES = [(name, {}) for name in names()] + [("unet", {"flip_tta": True, "context": True, "shift_tta": 2}),
-                                            ("unet", {"stem": 2, "flip_tta": True})]
+ENSEMBLE = {"vivid": [{}, {"flip_tta": True}], "fidelity": [{}], "fidelity_weight": 0.4}  # it has no empty config
+CASES = [(name, ENSEMBLE if name == "vivid-ensemble" else {}) for name in names()] + [
+    ("unet", {"flip_tta": True, "context": True, "shift_tta": 2}), ("unet", {"stem": 2, "flip_tta": True})]
 
 
 def _trained_like(name: str, **config) -> nn.Module:
@@ -111,13 +112,13 @@ def test_colorizer_uses_the_fused_model(run_dir) -> None:
 
 def test_evaluate_runs_the_fused_model(run_dir, fake_cifar, monkeypatch) -> None:
     seen: list[nn.Module] = []
-    real = evaluate_mod.colorize_all
+    real = evaluate_mod.predict_all
 
     def spy(model, *args, **kwargs):
         seen.append(model)
         return real(model, *args, **kwargs)
 
-    monkeypatch.setattr(evaluate_mod, "colorize_all", spy)
+    monkeypatch.setattr(evaluate_mod, "predict_all", spy)
     monkeypatch.setattr(evaluate_mod, "load_classifier", lambda: None)
     res = evaluate_mod.evaluate(run_dir, max_images=8, data=str(fake_cifar), device="cpu", progress=False)
     assert res["n_images"] == 8 and seen

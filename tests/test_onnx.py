@@ -174,7 +174,11 @@ def test_cli_colorize_with_onnx_backend(tmp_path, capsys):
                                               ("unet", {"flip_tta": True, "shift_tta": 2}),
                                               ("unet-vivid", {"flip_tta": True, "shift_tta": 2}),
                                               ("unet-vivid", {"regress": 1.0, "mix": 0.7, "flip_tta": True}),
-                                              ("unet", {"stem": 2, "widths": (16, 32, 64)})])
+                                              ("unet", {"stem": 2, "widths": (16, 32, 64)}),
+                                              ("vivid-ensemble", {"vivid": [{"widths": [8, 16]},
+                                                                            {"widths": [8, 16], "flip_tta": True}],
+                                                                  "fidelity": [{"widths": [8, 16]}],
+                                                                  "fidelity_weight": 0.4})])
 def test_other_architectures_export_their_chroma(tmp_path, name, config):
     """Models that do not predict a*b* directly (e.g. colour-bin classifiers) export ``chroma(L, model(L))`` whole;
     test-time views (mirrored, translated) are part of the graph."""
