@@ -240,7 +240,7 @@ def export(model, fmt, output, size, opset) -> None:
                            fuse=True)  # BatchNorm folded: fewer nodes in the graph, same outputs
     path = export_onnx(net, output, size=size, opset=opset, card=card)
     click.echo(f"{path}: {fmt}, opset {opset}, input L (N, 1, H, W) = L*/100, output "
-               f"{'ab (a*b* in Lab units)' if net.output == 'ab' else 'rgb (raw sRGB in [0, 1])'}")
+               f"{'rgb (raw sRGB in [0, 1])' if net.output == 'rgb' else 'ab (a*b* in Lab units)'}")
 
 
 @cli.command()

@@ -115,12 +115,14 @@ def test_bad_inputs_are_user_errors(tmp_path, seed_lab_export):
         OnnxChroma(tmp_path / "missing.onnx")
 
 
-def test_cli_export(tmp_path, capsys):
-    model = _model("seed-lab")
+@pytest.mark.parametrize(("name", "config"), [("seed-lab", {}), ("unet-vivid", {"widths": (8, 16)})])
+def test_cli_export(tmp_path, capsys, name, config):
+    """The export reports what the graph outputs: a*b* for every model that does not predict RGB (bins too)."""
+    model = _model(name, **config)
     weights = save_model(model, tmp_path / "model.safetensors", {"name": "t"})
     out = tmp_path / "m.onnx"
     assert main(["export", "--model", str(weights), "--format", "onnx", "-o", str(out), "--size", "64"]) == 0
-    assert "ab (a*b* in Lab units)" in capsys.readouterr().out
+    assert "output ab (a*b* in Lab units)" in capsys.readouterr().out
     session = OnnxChroma(out)
     L = _photo_like(2, 32)
     with torch.no_grad():
