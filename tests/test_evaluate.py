@@ -133,3 +133,26 @@ def test_several_decodings_of_one_pass_match_separate_calls(tmp_path, fake_cifar
     many = evaluate_mod.evaluate(path, decodings=[{"boost": 0.0}, {"boost": 0.05, "temperature": 0.5}], **kw)
     one = [evaluate_mod.evaluate(path, boost=0.0, **kw), evaluate_mod.evaluate(path, boost=0.05, temperature=0.5, **kw)]
     assert many == one and many[0]["colorfulness"] != many[1]["colorfulness"]
+
+
+def test_semantic_ci_matches_evaluate_and_brackets_it(tmp_path, fake_cifar, monkeypatch, capsys):
+    """benchmarks/semantic_ci.py: the gap closed equals evaluate's figure; its bootstrap interval contains it."""
+    from conftest import load_script
+
+    from autocolor import evaluate as evaluate_mod
+
+    bench = load_script("benchmarks/semantic_ci.py")
+    flags = [torch.tensor(x, dtype=torch.float64) for x in ([1, 1, 0, 1], [0, 1, 0, 0], [1, 1, 1, 1])]
+    assert bench.gap_closed(*flags).item() == (0.75 - 0.25) / (1.0 - 0.25)
+    torch.manual_seed(0)
+    path = weights.save_model(models.build("seed-lab", widths=(8, 16, 32)).eval(), tmp_path / "m.safetensors",
+                              {"name": "m"})
+    monkeypatch.setattr("sys.argv", ["semantic_ci.py", str(path), "--split", "val", "--resamples", "200",
+                                     "--data", str(fake_cifar)])
+    bench.main()
+    row = capsys.readouterr().out.strip().splitlines()[-1].split("|")
+    ref = evaluate_mod.evaluate(path, split="val", data=str(fake_cifar), device="cpu", progress=False)
+    assert ref["semantic_gap_closed"] is not None  # the fake images leave a gap (grey 0.06, originals 0.10)
+    assert float(row[2]) == round(ref["semantic_gap_closed"], 3)
+    lo, hi = (float(x) for x in row[3].split("–"))
+    assert lo <= float(row[2]) <= hi
