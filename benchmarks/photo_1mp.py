@@ -5,7 +5,10 @@ backend (``autocolor.export.onnx_colorizer``), interleaved. The network is a see
 not depend on the weight values); the photo is a bundled sample resized to 1155x866 (1.0 MP), saved as a
 greyscale JPEG. ``--profile`` adds a torch.profiler summary of where the torch path spends its time.
 
-    python benchmarks/photo_1mp.py [--quick] [--profile] [--json FILE]
+    python benchmarks/photo_1mp.py [--quick] [--profile] [--json FILE] [--bundled NAME ...]
+
+``--bundled default vivid`` also times those bundled models as ``autocolor colorize`` runs them (their trained
+weights, their card's working size and decoding), interleaved with the rest.
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ def main() -> None:
     ap.add_argument("--no-onnx", action="store_true")
     ap.add_argument("--profile", action="store_true", help="print a torch.profiler summary of the torch path")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--bundled", nargs="*", default=[], metavar="NAME",
+                    help="also time these bundled models at their own working size")
     args = ap.parse_args()
     rounds = args.rounds or (2 if args.quick else 7)
     print(f"# {machine_name()}; torch {torch.__version__}; seed-lab; photo {SIZE[0]}x{SIZE[1]}; "
@@ -79,6 +84,9 @@ def main() -> None:
 
         backends["autocolor onnxruntime"] = onnx_colorizer(export_onnx(model, Path(tmp.name) / "m.onnx"),
                                                            size=args.size)
+    for name in args.bundled:
+        col = Colorizer.load(name)
+        backends[f"bundled {name} (size {col.size})"] = col
     for col in backends.values():
         end_to_end(col, data)  # warm-up
     times: dict[str, list[dict[str, float]]] = {name: [] for name in backends}
