@@ -10,13 +10,21 @@ from autocolor.runtime import autocast
 
 
 @torch.no_grad()
-def colorize_batch(model: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
-                   precision: str = "fp32", **opts) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 RGB (N, 3, H, W) -> (grey input as uint8 RGB, colorized uint8 RGB), both on the CPU."""
+def predict_batch(model: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
+                  precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 RGB (N, 3, H, W) -> (model input L, raw network output), on ``device``."""
     device = torch.device(device)
     L = greyscale(to_float(images.to(device)))
     with autocast(device, precision):
         raw = model(L.contiguous(memory_format=torch.channels_last))
+    return L, raw
+
+
+@torch.no_grad()
+def colorize_batch(model: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
+                   precision: str = "fp32", **opts) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 RGB (N, 3, H, W) -> (grey input as uint8 RGB, colorized uint8 RGB), both on the CPU."""
+    L, raw = predict_batch(model, images, device, precision)
     return to_uint8(grey_rgb(L)).cpu(), to_uint8(model.to_rgb(L, raw, **opts)).cpu()
 
 
@@ -32,14 +40,11 @@ def predict_all(model: nn.Module, images: torch.Tensor, device: torch.device | s
                 precision: str = "fp32", batch_size: int = 500, progress=None):
     """Yield ``(start, L, raw)`` over uint8 RGB ``images`` in batches: the network runs once per batch, and any
     number of decodings can follow (``model.to_rgb(L, raw, **opts)``). ``progress`` is an optional tqdm."""
-    device = torch.device(device)
     was_training = model.training
     model.eval()
     try:
         for start in range(0, len(images), batch_size):
-            L = greyscale(to_float(images[start:start + batch_size].to(device)))
-            with autocast(device, precision):
-                raw = model(L.contiguous(memory_format=torch.channels_last))
+            L, raw = predict_batch(model, images[start:start + batch_size], device, precision)
             if progress is not None:
                 progress.update(len(L))
             yield start, L, raw
