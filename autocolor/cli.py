@@ -119,8 +119,11 @@ def _json_object(text: str | None, flag: str) -> dict:
 @DATA
 @click.option("--images", default=None, metavar="DIR",
               help="Score on the colour images under DIR (centre crops at the model's image size), not CIFAR-10.")
+@click.option("--classifier", default=None, metavar="FILE.safetensors",
+              help="Classifier for semantic accuracy instead of the bundled one (python -m autocolor.classifier "
+                   "--split train makes one that has not seen the validation images).")
 def evaluate(model, split, max_images, as_json, grid, device, precision, saturation, temperature, boost, data,
-             images) -> None:
+             images, classifier) -> None:
     """Score a trained model against the grey input (PSNR, SSIM, colourfulness, AuC)."""
     from pathlib import Path
 
@@ -129,7 +132,7 @@ def evaluate(model, split, max_images, as_json, grid, device, precision, saturat
 
     grid = grid or f"eval-{Path(model).stem if Path(model).suffix else Path(model).name}.png"
     res = run(model, split=split, max_images=max_images, data=data, device=device, precision=precision,
-              grid=grid, progress=not as_json, saturation=saturation, images=images,
+              grid=grid, progress=not as_json, saturation=saturation, images=images, classifier=classifier,
               **decoding_options(temperature, boost))
     if as_json:
         click.echo(json.dumps(res))

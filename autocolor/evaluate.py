@@ -11,6 +11,7 @@ from tqdm import tqdm
 from autocolor.classifier import load_classifier
 from autocolor.colour import grey_rgb, to_uint8
 from autocolor.data import load_split
+from autocolor.errors import AutocolorError
 from autocolor.inference import colorize_all, predict_all
 from autocolor.metrics import ab_error_cdf, auc, colourfulness, psnr, ssim, target_ab
 from autocolor.plots import save_png, tiled_grid
@@ -55,7 +56,8 @@ def evaluate(spec: str | os.PathLike, split: str = "test", max_images: int | Non
              data: str | None = None, device: str = "auto", precision: str = "auto",
              grid: str | os.PathLike | None = None, progress: bool = True,
              images: str | os.PathLike | None = None, workers: int = 2, overrides: dict | None = None,
-             decodings: list[dict] | None = None, **opts) -> dict | list[dict]:
+             decodings: list[dict] | None = None, classifier: str | os.PathLike | None = None,
+             **opts) -> dict | list[dict]:
     """Metrics of model ``spec`` on ``split`` (outputs rounded to 8 bits first) and of the grey input.
 
     PSNR and SSIM are per-image on RGB, then averaged; colourfulness is Hasler & Suesstrunk's;
@@ -69,15 +71,15 @@ def evaluate(spec: str | os.PathLike, split: str = "test", max_images: int | Non
     precision = pick_precision(precision, dev)
     model, card = load_model(spec, dev, fuse=True, overrides=overrides)  # BatchNorm folded into the convolutions
     if images is not None:
-        if decodings is not None:
-            raise ValueError("decodings is for CIFAR-10 splits")
+        if decodings is not None or classifier is not None:
+            raise AutocolorError("decodings and classifier are for CIFAR-10 splits, not --images")
         return evaluate_folder(model, card, spec, images, max_images=max_images, device=dev, precision=precision,
                                grid=grid, progress=progress, workers=workers, **opts)
+    clf = _classifier(classifier)
     split_data = load_split(split, data)
     images, labels = split_data.images, split_data.labels
     if max_images:
         images, labels = images[:max_images], labels[:max_images]
-    clf = load_classifier()
     variants = [{**opts, **d} for d in decodings] if decodings is not None else [opts]
     pred_accs, grey_acc, cf_truth = [_Accumulator(clf) for _ in variants], _Accumulator(clf), 0.0
     truth_correct = 0
@@ -104,6 +106,16 @@ def evaluate(spec: str | os.PathLike, split: str = "test", max_images: int | Non
         for result in results:
             result["grid"] = str(save_png(tiled_grid([grey, pred, sample]), Path(grid)))
     return results if decodings is not None else results[0]
+
+
+def _classifier(path: str | os.PathLike | None):
+    """The bundled classifier, or the one at ``path`` (an error if it is missing)."""
+    if path is None:
+        return load_classifier()
+    if not Path(path).is_file() or not Path(path).with_suffix(".json").is_file():
+        raise AutocolorError(f"no classifier at {path} (a .safetensors with its .json card, from "
+                             "python -m autocolor.classifier)")
+    return load_classifier(Path(path))
 
 
 def _result(spec, card: dict, split: str, n: int, precision: str, pred: dict, grey: dict, cf_truth: float,

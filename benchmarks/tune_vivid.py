@@ -43,6 +43,9 @@ def main() -> None:
     ap.add_argument("--max-delta", type=float, default=2.0, help="largest validation delta colourfulness allowed")
     ap.add_argument("--max-images", type=int, default=None)
     ap.add_argument("--data", default=None)
+    ap.add_argument("--classifier", default=None,
+                    help="classifier weights for semantic accuracy; one trained with --split train has not seen the "
+                         "validation images (the bundled one has)")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     ensemble = load_card(resolve(args.run))["architecture"] == "vivid-ensemble"
@@ -70,7 +73,8 @@ def main() -> None:
         decodings = [{"temperature": t, "boost": b, **({knob: w} if ensemble and w is not None else {})}
                      for w, t, b in grid]
         results = evaluate(args.run, split="val", max_images=args.max_images, data=args.data, progress=False,
-                           calibrate=args.calibrate, overrides=overrides(value), decodings=decodings)
+                           calibrate=args.calibrate, overrides=overrides(value), decodings=decodings,
+                           classifier=args.classifier)
         for (w, t, b), r in zip(grid, results, strict=True):
             rows.append(dict(zip(KEYS, (t, b, None, None, r["psnr"], r["ssim"], r["colorfulness"],
                                         r["delta_colorfulness"], r["grey_baseline"]["psnr"],
@@ -93,7 +97,8 @@ def main() -> None:
                               **overrides(best[knob]))
         card["decoding_selection"] = {"split": "val", "rule": f"best PSNR with delta colourfulness <= {args.max_delta}",
                                       "command": shlex.join(["python", "benchmarks/tune_vivid.py", *sys.argv[1:]]),
-                                      "table": rows}
+                                      "table": rows,
+                                      **({"classifier": args.classifier} if args.classifier else {})}
         card.pop("temperature_selection", None)
         write_card(weights, card)
 

@@ -58,6 +58,7 @@ def empty_dir(tmp_path):
     (["evaluate", "--model", "{tmp}/missing.safetensors"], 1, "weights file not found: {tmp}/missing.safetensors"),
     (["evaluate", "--model", "{tmp}/weights.pt"], 1, "pickled weights are refused"),
     (["evaluate", "--model", "no-such-model"], 1, "no trained model 'no-such-model'"),
+    (["evaluate", "--model", "default", "--classifier", "{tmp}/c.safetensors"], 1, "no classifier at {tmp}/c.safe"),
     (["train", "--data", "{tmp}", "--out", "{tmp}/run", "--device", "cpu"], 1, "--data {tmp}: no cifar-10-batches-py"),
     (["train", "--device", "tpu", "--out", "{tmp}/run"], 1, "unknown device 'tpu'"),
     (["diagram", "-o", "{tmp}/weights.pt/x.png"], 1, "File exists"),
