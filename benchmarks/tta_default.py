@@ -35,7 +35,7 @@ def main() -> None:
     scores = []
     for setting in SETTINGS:  # the card is not touched while scoring: the views are passed as overrides
         t0 = time.perf_counter()
-        r = evaluate(args.run, split="val", data=args.data, progress=False, overrides=setting)
+        r = evaluate(args.run, split="val", data=args.data, overrides=setting)  # progress bar on stderr
         scores.append({**setting, "psnr": r["psnr"], "ssim": r["ssim"], "seconds": round(time.perf_counter() - t0, 1)})
         print(f"flip_tta={setting['flip_tta']!s:5} shift_tta={setting['shift_tta']}: validation PSNR "
               f"{r['psnr']:.3f} dB, SSIM {r['ssim']:.4f}, {scores[-1]['seconds']} s", flush=True)

@@ -72,7 +72,7 @@ def main() -> None:
     for value, grid in passes:
         decodings = [{"temperature": t, "boost": b, **({knob: w} if ensemble and w is not None else {})}
                      for w, t, b in grid]
-        results = evaluate(args.run, split="val", max_images=args.max_images, data=args.data, progress=False,
+        results = evaluate(args.run, split="val", max_images=args.max_images, data=args.data,
                            calibrate=args.calibrate, overrides=overrides(value), decodings=decodings,
                            classifier=args.classifier)
         for (w, t, b), r in zip(grid, results, strict=True):
