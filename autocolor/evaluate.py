@@ -103,8 +103,9 @@ def evaluate(spec: str | os.PathLike, split: str = "test", max_images: int | Non
         idx = [i for i in GRID_INDICES if i < len(images)]
         sample = images[idx]
         grey, pred = next(colorize_all(model, sample, dev, precision, **variants[0]))[1:]
+        saved = str(save_png(tiled_grid([grey, pred, sample]), Path(grid)))  # one grid, of the first decoding
         for result in results:
-            result["grid"] = str(save_png(tiled_grid([grey, pred, sample]), Path(grid)))
+            result["grid"] = saved
     return results if decodings is not None else results[0]
 
 
