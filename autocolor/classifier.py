@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -20,6 +21,7 @@ from tqdm import tqdm
 
 from autocolor.colour import to_float
 from autocolor.data import epoch_batches, load_split
+from autocolor.errors import AutocolorError
 from autocolor.runtime import autocast, machine_name, pick_device, pick_precision
 from autocolor.weights import BUNDLED, write_card
 
@@ -79,6 +81,16 @@ def load_classifier(path: Path = WEIGHTS) -> Classifier | None:
     model = Classifier(tuple(card["widths"]))
     model.load_state_dict(load_file(str(path)))
     return model.eval()
+
+
+def classifier_at(path: str | os.PathLike | None) -> Classifier | None:
+    """The bundled classifier (``path`` None; None when absent), or the one at ``path`` (an error if missing)."""
+    if path is None:
+        return load_classifier()
+    if not Path(path).is_file() or not Path(path).with_suffix(".json").is_file():
+        raise AutocolorError(f"no classifier at {path} (a .safetensors with its .json card, from "
+                             "python -m autocolor.classifier)")
+    return load_classifier(Path(path))
 
 
 SPLIT_DATA = {"trainval": "CIFAR-10 training set (50,000 images)",

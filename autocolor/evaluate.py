@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from autocolor.classifier import load_classifier
+from autocolor.classifier import classifier_at
 from autocolor.colour import grey_rgb, to_uint8
 from autocolor.data import load_split
 from autocolor.errors import AutocolorError
@@ -75,7 +75,7 @@ def evaluate(spec: str | os.PathLike, split: str = "test", max_images: int | Non
             raise AutocolorError("decodings and classifier are for CIFAR-10 splits, not --images")
         return evaluate_folder(model, card, spec, images, max_images=max_images, device=dev, precision=precision,
                                grid=grid, progress=progress, workers=workers, **opts)
-    clf = _classifier(classifier)
+    clf = classifier_at(classifier)
     split_data = load_split(split, data)
     images, labels = split_data.images, split_data.labels
     if max_images:
@@ -108,15 +108,6 @@ def evaluate(spec: str | os.PathLike, split: str = "test", max_images: int | Non
             result["grid"] = saved
     return results if decodings is not None else results[0]
 
-
-def _classifier(path: str | os.PathLike | None):
-    """The bundled classifier, or the one at ``path`` (an error if it is missing)."""
-    if path is None:
-        return load_classifier()
-    if not Path(path).is_file() or not Path(path).with_suffix(".json").is_file():
-        raise AutocolorError(f"no classifier at {path} (a .safetensors with its .json card, from "
-                             "python -m autocolor.classifier)")
-    return load_classifier(Path(path))
 
 
 def _result(spec, card: dict, split: str, n: int, precision: str, pred: dict, grey: dict, cf_truth: float,

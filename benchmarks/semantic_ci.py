@@ -1,8 +1,10 @@
 """How sure is the "grey→colour gap closed" figure? A bootstrap interval over the test images.
 
 Usage: python benchmarks/semantic_ci.py MODEL [MODEL ...] [--split test] [--resamples 2000] [--data DIR]
-For each model, the bundled classifier labels the colorized, the grey and the original images once; the
-images are then resampled with replacement (the same draws for every model) and the gap closed,
+                                      [--classifier PATH]
+For each model, the classifier (the bundled one, or PATH: e.g. one from ``python -m autocolor.classifier
+--split train``, for the validation split it has not seen) labels the colorized, the grey and the original
+images once; the images are then resampled with replacement (the same draws for every model) and the gap closed,
 (acc(pred) - acc(grey)) / (acc(truth) - acc(grey)), is recomputed on each resample. Prints the figure as
 ``autocolor evaluate`` reports it and the 2.5th and 97.5th percentiles of the resamples.
 """
@@ -13,8 +15,9 @@ import argparse
 
 import torch
 
-from autocolor.classifier import load_classifier
+from autocolor.classifier import classifier_at
 from autocolor.data import load_split
+from autocolor.errors import AutocolorError
 from autocolor.inference import colorize_all
 from autocolor.runtime import pick_device, pick_precision
 from autocolor.weights import load_model
@@ -44,16 +47,22 @@ def main() -> None:
     ap.add_argument("--split", default="test")
     ap.add_argument("--resamples", type=int, default=2000)
     ap.add_argument("--data", default=None)
+    ap.add_argument("--classifier", default=None, help="classifier .safetensors (default: the bundled one)")
     args = ap.parse_args()
-    clf = load_classifier()
+    try:
+        clf = classifier_at(args.classifier)
+        split = load_split(args.split, args.data)
+    except AutocolorError as exc:
+        raise SystemExit(f"error: {exc}") from None
     if clf is None:
-        raise SystemExit("the bundled classifier is missing (autocolor/bundled/instruments/)")
-    split = load_split(args.split, args.data)
+        raise SystemExit("error: the bundled classifier is missing (autocolor/bundled/instruments/)")
     device = pick_device("auto")
     precision = pick_precision("auto", device)
     draws = torch.randint(len(split.images), (args.resamples, len(split.images)),
                           generator=torch.Generator().manual_seed(0))
-    print(f"{args.split} split, {len(split.images)} images, {args.resamples} bootstrap resamples (seed 0), {precision}")
+    which = args.classifier or "bundled classifier"
+    print(f"{args.split} split, {len(split.images)} images, {args.resamples} bootstrap resamples (seed 0), "
+          f"{precision}, {which}")
     print("| model | gap closed | 95% interval | accuracy colorized | grey | original |")
     print("|---|---:|---:|---:|---:|---:|")
     for spec in args.models:

@@ -42,14 +42,19 @@ def test_unknown_split_is_refused(tmp_path):
         clf_mod.train_classifier(1, tmp_path / "c.safetensors", split="val")
 
 
-def test_evaluate_scores_semantic_accuracy_with_the_given_classifier(tmp_path, cifar_dir):
-    torch.manual_seed(0)
-    other = clf_mod.Classifier((8, 16, 32)).eval()
-    path = tmp_path / "other.safetensors"
+def _other_classifier(tmp_path):
+    """An untrained small classifier saved with its card: scores differ from the bundled one's."""
     from safetensors.torch import save_file
 
-    save_file(other.state_dict(), str(path))
+    torch.manual_seed(0)
+    path = tmp_path / "other.safetensors"
+    save_file(clf_mod.Classifier((8, 16, 32)).eval().state_dict(), str(path))
     path.with_suffix(".json").write_text(json.dumps({"architecture": "classifier", "widths": [8, 16, 32]}))
+    return path
+
+
+def test_evaluate_scores_semantic_accuracy_with_the_given_classifier(tmp_path, cifar_dir):
+    path = _other_classifier(tmp_path)
     model = weights.save_model(models.build("seed-lab", widths=(8, 16, 32)).eval(), tmp_path / "m.safetensors",
                                {"name": "m"})
     kw = {"max_images": 64, "data": str(cifar_dir), "device": "cpu", "progress": False}
@@ -60,3 +65,28 @@ def test_evaluate_scores_semantic_accuracy_with_the_given_classifier(tmp_path, c
     assert res["ground_truth"]["semantic_accuracy"] != evaluate(model, **kw)["ground_truth"]["semantic_accuracy"]
     with pytest.raises(AutocolorError, match="no classifier at"):
         evaluate(model, classifier=tmp_path / "missing.safetensors", **kw)
+
+
+def test_semantic_ci_scores_with_the_given_classifier(tmp_path, fake_cifar, monkeypatch, capsys):
+    """benchmarks/semantic_ci.py --classifier: same figure as evaluate with that classifier; missing file refused."""
+    from conftest import load_script
+
+    bench = load_script("benchmarks/semantic_ci.py")
+    path = _other_classifier(tmp_path)
+    model = weights.save_model(models.build("seed-lab", widths=(8, 16, 32)).eval(), tmp_path / "m.safetensors",
+                               {"name": "m"})
+    argv = ["semantic_ci.py", str(model), "--split", "val", "--resamples", "50", "--data", str(fake_cifar)]
+    monkeypatch.setattr("sys.argv", [*argv, "--classifier", str(path)])
+    bench.main()
+    out = capsys.readouterr().out
+    row = out.strip().splitlines()[-1].split("|")
+    ref = evaluate(model, split="val", data=str(fake_cifar), device="cpu", progress=False, classifier=path)
+    assert str(path) in out.splitlines()[0]
+    assert float(row[4]) == round(ref["semantic_accuracy"], 4)
+    assert float(row[6]) == round(ref["ground_truth"]["semantic_accuracy"], 4)
+    bundled = evaluate(model, split="val", data=str(fake_cifar), device="cpu", progress=False)
+    assert float(row[5]) == round(ref["grey_baseline"]["semantic_accuracy"], 4)
+    assert float(row[5]) != round(bundled["grey_baseline"]["semantic_accuracy"], 4)  # the flag changed the instrument
+    monkeypatch.setattr("sys.argv", [*argv, "--classifier", str(tmp_path / "missing.safetensors")])
+    with pytest.raises(SystemExit, match="no classifier at"):
+        bench.main()

@@ -124,7 +124,7 @@ def test_several_decodings_of_one_pass_match_separate_calls(tmp_path, fake_cifar
     """``decodings``: the network runs once and each decoding is scored as its own ``evaluate`` call would."""
     from autocolor import evaluate as evaluate_mod
 
-    monkeypatch.setattr(evaluate_mod, "load_classifier", lambda: None)
+    monkeypatch.setattr(evaluate_mod, "classifier_at", lambda path: None)
     torch.manual_seed(0)
     path = weights.save_model(models.build("unet-vivid", widths=(8, 16)).eval(), tmp_path / "v.safetensors",
                               {"name": "v"})

@@ -119,7 +119,7 @@ def test_evaluate_runs_the_fused_model(run_dir, fake_cifar, monkeypatch) -> None
         return real(model, *args, **kwargs)
 
     monkeypatch.setattr(evaluate_mod, "predict_all", spy)
-    monkeypatch.setattr(evaluate_mod, "load_classifier", lambda: None)
+    monkeypatch.setattr(evaluate_mod, "classifier_at", lambda path: None)
     res = evaluate_mod.evaluate(run_dir, max_images=8, data=str(fake_cifar), device="cpu", progress=False)
     assert res["n_images"] == 8 and seen
     assert all(is_fused(m) and not _batchnorms(m) for m in seen)
