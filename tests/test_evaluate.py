@@ -156,3 +156,43 @@ def test_semantic_ci_matches_evaluate_and_brackets_it(tmp_path, fake_cifar, monk
     assert float(row[2]) == round(ref["semantic_gap_closed"], 3)
     lo, hi = (float(x) for x in row[3].split("–"))
     assert lo <= float(row[2]) <= hi
+
+
+def test_ssim_references_bracket_the_grey_input_and_the_truth(tmp_path, fake_cifar, monkeypatch, capsys):
+    """benchmarks/ssim_references.py: its grey row is evaluate's grey baseline; the truth scores SSIM 1."""
+    from conftest import load_script
+
+    from autocolor import evaluate as evaluate_mod
+
+    bench = load_script("benchmarks/ssim_references.py")
+    monkeypatch.setattr("sys.argv", ["ssim_references.py", "--data", str(fake_cifar)])
+    bench.main()
+    rows = {r.split("|")[1].strip(): r.split("|") for r in capsys.readouterr().out.splitlines() if r.startswith("| ")}
+    path = weights.save_model(models.build("seed-lab", widths=(8, 16, 32)).eval(), tmp_path / "m.safetensors",
+                              {"name": "m"})
+    monkeypatch.setattr(evaluate_mod, "classifier_at", lambda path: None)
+    ref = evaluate_mod.evaluate(path, split="val", data=str(fake_cifar), device="cpu", progress=False)
+    assert abs(float(rows["grey input"][2]) - ref["grey_baseline"]["ssim"]) <= 1e-4  # printed to 4 places
+    assert float(rows["truth"][2]) == 1.0
+    scaled = [float(rows[f"truth x {f}"][2]) for f in ("0.25", "0.5", "0.75")]
+    assert float(rows["grey input"][2]) < scaled[0] < scaled[1] < scaled[2] < 1.0
+
+
+def test_ssim_objective_arms_share_batches_and_the_term_changes_training(tmp_path, fake_cifar):
+    """benchmarks/ssim_objective.py: fine-tuning is deterministic per arm; a non-zero SSIM weight changes it."""
+    from conftest import load_script
+
+    from autocolor.data import load_split
+
+    bench = load_script("benchmarks/ssim_objective.py")
+    torch.manual_seed(0)
+    path = weights.save_model(models.build("unet", widths=(8, 16)).eval(), tmp_path / "u.safetensors",
+                              {"name": "u"})
+    train = load_split("val", str(fake_cifar))  # (the fake data's 50 images all fall in the validation split)
+    bench.BATCH = 16
+    states = [bench.fine_tune(str(path), w, 3, 1e-3, train)[0].state_dict() for w in (0.0, 0.0, 50.0)]
+    start = models.build("unet", widths=(8, 16)).state_dict()
+    key = "head.weight"
+    assert torch.equal(states[0][key], states[1][key])
+    assert not torch.equal(states[0][key], states[2][key])
+    assert not torch.equal(states[0][key], start[key].to(states[0][key].dtype))
