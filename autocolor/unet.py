@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from kornia.color import lab_to_rgb as lab_to_rgb_unclipped_k
+from kornia.metrics import ssim as ssim_map
 from torch import nn
 
 from autocolor.colour import AB_SCALE, lab_to_rgb, rgb_to_lab, to_float
@@ -31,11 +32,15 @@ def double_conv(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(conv_bn_relu(cin, cout), conv_bn_relu(cout, cout))
 
 
-def psnr_objective(ab: torch.Tensor, lab: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+def psnr_objective(ab: torch.Tensor, lab: torch.Tensor, rgb: torch.Tensor, ssim_weight: float = 0.0) -> torch.Tensor:
     """Mean over images of log10 RGB MSE of the image rebuilt from the kept L* and predicted a*b* (Lab units,
-    full resolution): minimising it maximises the mean per-image PSNR that evaluation reports."""
-    pred = lab_to_rgb_unclipped_k(torch.cat([lab[:, :1], ab], 1), clip=False)
-    return torch.log10((pred.clamp(0, 1) - rgb).pow(2).flatten(1).mean(1) + 1e-5).mean()
+    full resolution): minimising it maximises the mean per-image PSNR that evaluation reports. ``ssim_weight``
+    > 0 adds that weight x (1 - mean SSIM) of the rebuilt image, with the window ``evaluate`` uses."""
+    pred = lab_to_rgb_unclipped_k(torch.cat([lab[:, :1], ab], 1), clip=False).clamp(0, 1)
+    loss = torch.log10((pred - rgb).pow(2).flatten(1).mean(1) + 1e-5).mean()
+    if ssim_weight:
+        loss = loss + ssim_weight * (1 - ssim_map(pred, rgb, 11, max_val=1.0, padding="valid").mean())
+    return loss
 
 
 class UNet(ColorNet):
@@ -45,10 +50,14 @@ class UNet(ColorNet):
 
     def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), out_channels: int = 2,
                  objective: str = "mse", flip_tta: bool = False, context: bool = False, shift_tta: int = 0,
-                 stem: int = 1, classes: int = 0, class_weight: float = 0.05) -> None:
+                 stem: int = 1, classes: int = 0, class_weight: float = 0.05, ssim_weight: float = 0.0) -> None:
         super().__init__()
-        if classes < 0 or class_weight < 0:
-            raise ValueError(f"classes and class_weight must be >= 0, got {classes} and {class_weight}")
+        if classes < 0 or class_weight < 0 or ssim_weight < 0:
+            raise ValueError(f"classes, class_weight and ssim_weight must be >= 0, got {classes}, {class_weight} "
+                             f"and {ssim_weight}")
+        if ssim_weight and objective != "psnr":
+            raise ValueError("ssim_weight needs objective 'psnr' (it adds to the RGB objective)")
+        self.ssim_weight = float(ssim_weight)
         if stem not in (1, 2, 4):
             raise ValueError(f"stem must be 1, 2 or 4, got {stem}")
         self.stem = int(stem)
@@ -147,7 +156,7 @@ class UNet(ColorNet):
         if self.objective == "mse":
             colour = super().loss(raw, lab, rgb)
         else:
-            colour = psnr_objective(raw.float() * AB_SCALE, lab, rgb)
+            colour = psnr_objective(raw.float() * AB_SCALE, lab, rgb, self.ssim_weight)
         return self._with_class_loss(colour, labels)
 
     def _with_class_loss(self, colour: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
@@ -311,14 +320,15 @@ class VividUNet(UNet):
 @register("unet")
 def unet(widths: tuple[int, ...] = (32, 64, 128, 256), objective: str = "psnr", flip_tta: bool = False,
          context: bool = False, shift_tta: int = 0, stem: int = 1, classes: int = 0,
-         class_weight: float = 0.05) -> UNet:
+         class_weight: float = 0.05, ssim_weight: float = 0.0) -> UNet:
     """Fidelity U-Net: a*b* regression (default objective: mean per-image PSNR); ``flip_tta`` averages the
     prediction with that of the mirrored input at inference, ``shift_tta=s`` also with inputs translated by
     s pixels each way; ``context`` adds an image-level feature; ``stem=2`` runs the net on 2x2 space-to-depth
     blocks of L* (half resolution, 4 channels) and depth-to-space's the a*b* back to full resolution;
-    ``classes=10`` trains an auxiliary CIFAR-10 class prediction (weight ``class_weight``; needs labels)."""
+    ``classes=10`` trains an auxiliary CIFAR-10 class prediction (weight ``class_weight``; needs labels);
+    ``ssim_weight`` > 0 adds that weight x (1 - SSIM) of the rebuilt RGB image to the "psnr" objective."""
     return UNet(widths, objective=objective, flip_tta=flip_tta, context=context, shift_tta=shift_tta, stem=stem,
-                classes=classes, class_weight=class_weight)
+                classes=classes, class_weight=class_weight, ssim_weight=ssim_weight)
 
 
 @register("unet-vivid")
