@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from kornia.filters import filter2d_separable, get_gaussian_kernel1d
 from kornia.metrics import ssim as _ssim_map
 
 from autocolor.colour import rgb_to_lab, to_float
@@ -18,6 +19,19 @@ def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-image SSIM (Wang et al. 2004: Gaussian window 11, sigma 1.5, valid region), mean over RGB."""
     smap = _ssim_map(to_float(pred), to_float(target), window_size=11, max_val=1.0, padding="valid")
     return smap.flatten(1).mean(1)
+
+
+def ssim_map_float(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """SSIM map of float images in [0, 1], differentiable: what ``ssim`` averages (window 11, sigma 1.5, valid),
+    with the Gaussian applied as two 1-D passes, which halves the time of kornia's 2-D window in training."""
+    k = get_gaussian_kernel1d(11, 1.5, device=pred.device, dtype=pred.dtype)
+    n = pred.shape[1]
+    stats = filter2d_separable(torch.cat([pred, target, pred * pred, target * target, pred * target], 1), k, k,
+                               padding="valid")
+    mx, my, xx, yy, xy = stats.split(n, 1)
+    c1, c2 = 0.01**2, 0.03**2
+    var_x, var_y, cov = xx - mx * mx, yy - my * my, xy - mx * my
+    return ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx * mx + my * my + c1) * (var_x + var_y + c2))
 
 
 def colourfulness_parts(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

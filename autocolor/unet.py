@@ -13,11 +13,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from kornia.color import lab_to_rgb as lab_to_rgb_unclipped_k
-from kornia.metrics import ssim as ssim_map
 from torch import nn
 
 from autocolor.colour import AB_SCALE, lab_to_rgb, rgb_to_lab, to_float
-from autocolor.metrics import colourfulness_parts
+from autocolor.metrics import colourfulness_parts, ssim_map_float
 from autocolor.nets import ColorNet
 from autocolor.registry import register
 
@@ -39,7 +38,7 @@ def psnr_objective(ab: torch.Tensor, lab: torch.Tensor, rgb: torch.Tensor, ssim_
     pred = lab_to_rgb_unclipped_k(torch.cat([lab[:, :1], ab], 1), clip=False).clamp(0, 1)
     loss = torch.log10((pred - rgb).pow(2).flatten(1).mean(1) + 1e-5).mean()
     if ssim_weight:
-        loss = loss + ssim_weight * (1 - ssim_map(pred, rgb, 11, max_val=1.0, padding="valid").mean())
+        loss = loss + ssim_weight * (1 - ssim_map_float(pred, rgb).mean())
     return loss
 
 

@@ -189,3 +189,44 @@ def test_unet_auxiliary_class_loss():
         assert torch.equal(model(L), plain(L)) and model._logits is None
     with pytest.raises(ValueError, match="classes"):
         models.build("unet", classes=-1)
+
+
+def test_unet_ssim_weight_adds_the_evaluated_ssim_deficit():
+    """``ssim_weight``: the loss grows by w x (1 - SSIM of the rebuilt image), SSIM as ``evaluate`` scores it."""
+    from autocolor.colour import AB_SCALE, lab_and_input, lab_from, to_uint8
+    from autocolor.metrics import ssim
+
+    torch.manual_seed(0)
+    rgb = F.avg_pool2d(torch.rand(4, 3, 64, 64), 2)  # smooth enough that SSIM is well away from 0 and 1
+    lab, L = lab_and_input(rgb)
+    plain = models.build("unet", widths=(8, 16)).eval()
+    weighted = models.build("unet", widths=(8, 16), ssim_weight=7.0).eval()
+    weighted.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        raw = plain(L)
+        extra = (weighted.loss(raw, lab, rgb) - plain.loss(raw, lab, rgb)).item()
+    scored = ssim(to_uint8(lab_from(L, raw * AB_SCALE)), to_uint8(rgb)).mean().item()
+    assert 0.05 < 1 - scored < 0.95
+    assert extra == pytest.approx(7.0 * (1 - scored), abs=7.0 * 1e-3)  # evaluate rounds to 8 bits first
+    assert weighted.arch_config["ssim_weight"] == 7.0
+    with pytest.raises(ValueError, match="ssim_weight"):
+        models.build("unet", ssim_weight=-1.0)
+    with pytest.raises(ValueError, match="objective 'psnr'"):
+        models.build("unet", objective="mse", ssim_weight=1.0)
+
+
+def test_training_ssim_map_matches_the_library_map_it_replaces():
+    """``ssim_map_float`` (separable window, used by ``ssim_weight``) equals kornia's SSIM map, gradients too."""
+    from kornia.metrics import ssim as kornia_ssim
+
+    from autocolor.metrics import ssim_map_float
+
+    torch.manual_seed(0)
+    x = torch.rand(3, 3, 24, 28, requires_grad=True)
+    y = F.avg_pool2d(torch.rand(3, 3, 48, 56), 2)
+    ours, ref = ssim_map_float(x, y), kornia_ssim(x, y, 11, max_val=1.0, padding="valid")
+    assert ours.shape == ref.shape == (3, 3, 14, 18)
+    torch.testing.assert_close(ours, ref, atol=1e-6, rtol=0)
+    g_ours, = torch.autograd.grad(ours.mean(), x)
+    g_ref, = torch.autograd.grad(ref.mean(), x)
+    torch.testing.assert_close(g_ours, g_ref, atol=1e-7, rtol=1e-4)
