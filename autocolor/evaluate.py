@@ -109,7 +109,6 @@ def evaluate(spec: str | os.PathLike, split: str = "test", max_images: int | Non
     return results if decodings is not None else results[0]
 
 
-
 def _result(spec, card: dict, split: str, n: int, precision: str, pred: dict, grey: dict, cf_truth: float,
             truth_accuracy: float | None) -> dict:
     """One result object: the prediction's metrics, the grey baseline's, the ground truth's, the gap closed."""
