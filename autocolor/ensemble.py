@@ -5,8 +5,8 @@ ensemble averages their calibrated distributions (the class rebalancing divided 
 at ``temperature``, mixes in the mean a*b* of its ``unet`` fidelity members with weight ``fidelity_weight``
 (trained for PSNR at full resolution, they are the better estimate of the mean colour) and applies
 ``unet-vivid``'s per-image colour boost about each image's mean a*b* with strength ``boost``, the spread of the
-averaged distribution standing for the expected error. ``scripts/ensemble.py`` builds one from trained runs;
-it is not trained itself.
+averaged distribution standing for the expected error, each image's chroma scale capped at ``boost_max``.
+``scripts/ensemble.py`` builds one from trained runs; it is not trained itself.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from autocolor.colour import AB_SCALE
 from autocolor.errors import AutocolorError
 from autocolor.nets import ColorNet
 from autocolor.registry import register
-from autocolor.unet import VividUNet, unet, unet_vivid
+from autocolor.unet import MAX_BOOST, VividUNet, check_boost_max, unet, unet_vivid
 
 
 class VividEnsemble(ColorNet):
@@ -34,7 +34,8 @@ class VividEnsemble(ColorNet):
     trainable = False  # assembled from trained runs by scripts/ensemble.py
 
     def __init__(self, vivid: list[dict] | None = None, fidelity: list[dict] | None = None,
-                 fidelity_weight: float = 0.0, temperature: float = 1.0, boost: float = 0.0) -> None:
+                 fidelity_weight: float = 0.0, temperature: float = 1.0, boost: float = 0.0,
+                 boost_max: float = MAX_BOOST) -> None:
         super().__init__()
         fidelity = list(fidelity or [])
         if not vivid:
@@ -52,6 +53,7 @@ class VividEnsemble(ColorNet):
         self.fidelity_weight = float(fidelity_weight)
         self.temperature = temperature
         self.boost = boost
+        self.boost_max = check_boost_max(boost_max)
 
     @property
     def size_multiple(self) -> int:
@@ -69,7 +71,8 @@ class VividEnsemble(ColorNet):
         return torch.cat(parts, 1)
 
     def chroma(self, L: torch.Tensor, raw: torch.Tensor, temperature: float | None = None,
-               boost: float | None = None, fidelity_weight: float | None = None, **opts) -> torch.Tensor:
+               boost: float | None = None, fidelity_weight: float | None = None, boost_max: float | None = None,
+               **opts) -> torch.Tensor:
         """Annealed mean of the averaged distribution, the fidelity a*b* mixed in, then the per-image boost.
 
         ``None`` options take the model's own settings (from its card)."""
@@ -85,7 +88,8 @@ class VividEnsemble(ColorNet):
             direct = F.pixel_shuffle(raw[:, self.bins:], VividUNet.head_stride) * AB_SCALE
             ab = w * direct + (1 - w) * ab
         if b > 0:
-            scale = member.boost_factor(L, p, F.avg_pool2d(ab, VividUNet.head_stride), b, mean=mean)
+            cap = self.boost_max if boost_max is None else check_boost_max(boost_max)
+            scale = member.boost_factor(L, p, F.avg_pool2d(ab, VividUNet.head_stride), b, mean=mean, max_scale=cap)
             origin = ab.mean((2, 3), keepdim=True)
             ab = origin + (ab - origin) * scale
         return ab
@@ -103,8 +107,10 @@ def _check_weight(weight: float, members: int) -> float:
 
 @register("vivid-ensemble")
 def vivid_ensemble(vivid: list[dict] | None = None, fidelity: list[dict] | None = None,
-                   fidelity_weight: float = 0.0, temperature: float = 1.0, boost: float = 0.0) -> VividEnsemble:
+                   fidelity_weight: float = 0.0, temperature: float = 1.0, boost: float = 0.0,
+                   boost_max: float = MAX_BOOST) -> VividEnsemble:
     """Ensemble of ``unet-vivid`` runs (``vivid``: their card configs) and optional ``unet`` runs
-    (``fidelity``), decoded by annealed mean at ``temperature``, mixed, then boosted (see ``VividEnsemble``)."""
-    return VividEnsemble(vivid, fidelity, fidelity_weight, temperature, boost)
+    (``fidelity``), decoded by annealed mean at ``temperature``, mixed, then boosted with each image's chroma
+    scale at most ``boost_max`` (see ``VividEnsemble``)."""
+    return VividEnsemble(vivid, fidelity, fidelity_weight, temperature, boost, boost_max)
 

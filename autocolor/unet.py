@@ -21,6 +21,7 @@ from autocolor.nets import ColorNet
 from autocolor.registry import register
 
 GRID = 10.0  # a*b* bin size, as Zhang et al.
+MAX_BOOST = 5.0  # the largest per-image chroma scale the vivid boost considers
 
 
 def conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
@@ -204,7 +205,8 @@ class VividUNet(UNet):
     def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), temperature: float = 0.38,
                  rebalance: float = 0.5, calibrate: bool = False, boost: float = 0.0,
                  context: bool = False, classes: int = 0, class_weight: float = 0.05, flip_tta: bool = False,
-                 boost_centred: bool = False, shift_tta: int = 0, regress: float = 0.0, mix: float = 1.0) -> None:
+                 boost_centred: bool = False, shift_tta: int = 0, regress: float = 0.0, mix: float = 1.0,
+                 boost_max: float = MAX_BOOST) -> None:
         if shift_tta % self.head_stride:
             raise ValueError(f"shift_tta must be a multiple of {self.head_stride} (the head's stride), got {shift_tta}")
         centres = gamut_bins()
@@ -221,6 +223,7 @@ class VividUNet(UNet):
         self.rebalance = rebalance
         self.calibrate = calibrate
         self.boost = boost
+        self.boost_max = check_boost_max(boost_max)
         self.boost_centred = boost_centred
         self.register_buffer("centres", centres)
         self.register_buffer("class_weight", torch.ones(len(centres)))
@@ -264,8 +267,10 @@ class VividUNet(UNet):
         return self._with_class_loss(loss, labels)
 
     def chroma(self, L: torch.Tensor, raw: torch.Tensor, temperature: float | None = None,
-               boost: float | None = None, calibrate: bool | None = None, **opts) -> torch.Tensor:
-        """Annealed mean of the bin distribution; ``boost`` > 0 then scales each image's chroma (see below).
+               boost: float | None = None, calibrate: bool | None = None, boost_max: float | None = None,
+               **opts) -> torch.Tensor:
+        """Annealed mean of the bin distribution; ``boost`` > 0 then scales each image's chroma by at most
+        ``boost_max`` (see ``boost_factor``).
 
         ``None`` options take the model's own settings (from its card)."""
         t = self.temperature if temperature is None else temperature
@@ -280,7 +285,8 @@ class VividUNet(UNet):
         b = self.boost if boost is None else boost
         if b > 0:
             origin = self.boost_origin(ab)
-            ab = origin + (ab - origin) * self.boost_factor(L, p, ab, b, mean=mean)
+            cap = self.boost_max if boost_max is None else check_boost_max(boost_max)
+            ab = origin + (ab - origin) * self.boost_factor(L, p, ab, b, mean=mean, max_scale=cap)
         return F.interpolate(ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
 
     def boost_origin(self, ab: torch.Tensor) -> torch.Tensor:
@@ -288,7 +294,7 @@ class VividUNet(UNet):
         return ab.mean((2, 3), keepdim=True) if self.boost_centred else torch.zeros_like(ab[:, :, :1, :1])
 
     def boost_factor(self, L: torch.Tensor, p: torch.Tensor, ab: torch.Tensor, strength: float,
-                     mean: torch.Tensor | None = None) -> torch.Tensor:
+                     mean: torch.Tensor | None = None, max_scale: float = MAX_BOOST) -> torch.Tensor:
         """Per-image chroma scale s >= 1 trading expected error for colourfulness (shape (N, 1, 1, 1)).
 
         With mean ``ab`` and per-pixel variance v of the predicted distribution, scaling by s has expected
@@ -303,6 +309,10 @@ class VividUNet(UNet):
 
         v is about the distribution's own mean, ``mean`` (computed from ``p`` when not given); it differs from
         ``ab`` only when a ``regress`` model mixes its direct a*b* in.
+
+        ``max_scale`` then caps s. The log makes extra colour cheapest where the expected error is large, so
+        uncapped, images the model is unsure of (near-grey means) tend to take the largest scales, which
+        paints colour the model does not know; a cap limits that.
         """
         if mean is None:
             mean = torch.einsum("nqhw,qc->nchw", p, self.centres)
@@ -311,9 +321,16 @@ class VividUNet(UNet):
         small = F.avg_pool2d(L.float(), self.head_stride)  # L* at the head's (half) resolution
         sigma, mu = colourfulness_parts(lab_to_rgb(torch.cat([small * 100.0, ab], 1)) * 255.0)
         c = sigma if self.boost_centred else sigma + 0.3 * mu
-        scales = torch.linspace(1.0, 5.0, 81, device=ab.device)
+        scales = torch.linspace(1.0, MAX_BOOST, 81, device=ab.device)
         cost = torch.log(v[:, None] + (scales[None] - 1).pow(2) * m2[:, None] + 1.0) - strength * scales * c[:, None]
-        return scales[cost.argmin(1)][:, None, None, None]
+        return scales[cost.argmin(1)].clamp(max=max_scale)[:, None, None, None]
+
+
+def check_boost_max(value: float) -> float:
+    """``value`` as a float if it is a valid ``boost_max`` (1 to ``MAX_BOOST``), else ValueError."""
+    if not 1.0 <= value <= MAX_BOOST:
+        raise ValueError(f"boost_max must be in [1, {MAX_BOOST:g}] (the largest per-image chroma scale), got {value}")
+    return float(value)
 
 
 @register("unet")
@@ -334,13 +351,14 @@ def unet(widths: tuple[int, ...] = (32, 64, 128, 256), objective: str = "psnr", 
 def unet_vivid(widths: tuple[int, ...] = (32, 64, 128, 256), temperature: float = 0.38, rebalance: float = 0.5,
                calibrate: bool = False, boost: float = 0.0, context: bool = False, classes: int = 0,
                class_weight: float = 0.05, flip_tta: bool = False, boost_centred: bool = False,
-               shift_tta: int = 0, regress: float = 0.0, mix: float = 1.0) -> VividUNet:
+               shift_tta: int = 0, regress: float = 0.0, mix: float = 1.0, boost_max: float = MAX_BOOST) -> VividUNet:
     """Vivid U-Net: a*b* bin classification with rebalancing, annealed-mean decoding; ``calibrate`` undoes the
     rebalancing at decode time and ``boost`` adds the per-image colour boost (``VividUNet.boost_factor``),
     about grey or, with ``boost_centred``, about the image's mean a*b*; ``flip_tta`` averages the bin logits
     with those of the mirrored input at inference, ``shift_tta`` (even) also with inputs translated each way;
     ``regress`` > 0 adds a direct a*b* output trained by the "psnr" objective with that weight, and the decoded
-    mean is then ``mix`` x that a*b* + (1 - ``mix``) x the annealed mean (the boost still uses the bins' spread)."""
+    mean is then ``mix`` x that a*b* + (1 - ``mix``) x the annealed mean (the boost still uses the bins' spread);
+    ``boost_max`` caps the boost's per-image chroma scale (1 to 5; 5, the default, is no cap)."""
     return VividUNet(widths, temperature, rebalance, calibrate, boost, context, classes, class_weight, flip_tta,
-                     boost_centred, shift_tta, regress, mix)
+                     boost_centred, shift_tta, regress, mix, boost_max)
 

@@ -90,6 +90,28 @@ def test_boost_scales_each_images_colour_contrast_about_its_mean(tmp_path):
     assert torch.allclose(d1, scale[:, None, None, None] * d0, atol=1e-3)  # one scale per image
     assert torch.allclose(boosted.mean((2, 3)), plain.mean((2, 3)), atol=1e-3)  # the tint is kept
     assert scale.min() >= 1 - 1e-4 and scale.max() > 1.05
+    with torch.no_grad():
+        capped = ens.chroma(L, raw, boost=0.05, boost_max=1.05)
+        assert torch.equal(ens.chroma(L, raw, boost=0.05, boost_max=1.0), plain)  # a cap of 1: no boost
+    d2 = capped - capped.mean((2, 3), keepdim=True)
+    capped_scale = (d2 * d0).flatten(1).sum(1) / d0.pow(2).flatten(1).sum(1)
+    assert torch.allclose(capped_scale, scale.clamp(max=1.05), atol=1e-3)
+
+
+def test_boost_max_is_stored_and_loaded(tmp_path):
+    vivid, fidelity = _runs(tmp_path)
+    path = ensemble_script.assemble(str(tmp_path / "e.safetensors"), vivid, fidelity, 0.4, boost=0.05)
+    card = load_card(path)
+    card["config"]["boost_max"] = 1.0
+    path.with_suffix(".json").write_text(json.dumps(card))
+    ens, _ = load_model(path)
+    L = _L(2)
+    with torch.no_grad():
+        raw = ens(L)
+        assert ens.boost_max == 1.0
+        assert torch.equal(ens.chroma(L, raw), ens.chroma(L, raw, boost=0.0))
+    with pytest.raises(ValueError, match="boost_max"):
+        build("vivid-ensemble", vivid=[{"widths": [8, 16]}], boost_max=0.5)
 
 
 def test_half_storage_halves_the_file_and_keeps_the_outputs(tmp_path):
@@ -157,6 +179,41 @@ def test_tune_vivid_sweeps_an_ensembles_fidelity_weight(tmp_path, fake_cifar, mo
     with pytest.raises(SystemExit):
         bench.main()
     assert "fixed" in capsys.readouterr().err
+
+
+def test_tune_vivid_sweeps_boost_max_and_writes_the_choice(tmp_path, fake_cifar, monkeypatch, capsys):
+    vivid, fidelity = _runs(tmp_path)
+    path = ensemble_script.assemble(str(tmp_path / "e.safetensors"), vivid, fidelity, 0.5)
+    bench = load_script("benchmarks/tune_vivid.py")
+    argv = [str(path), "--temperatures", "1.0", "--boosts", "0.05", "--boost-maxes", "1", "5",
+            "--max-delta", "1000", "--data", str(fake_cifar), "--write"]
+    monkeypatch.setattr("sys.argv", ["tune_vivid.py", *argv])
+    bench.main()
+    table = load_card(path)["decoding_selection"]["table"]
+    assert [row["boost_max"] for row in table] == [1.0, 5.0]
+    assert table[0]["colorfulness"] < table[1]["colorfulness"]  # the cap of 1 turned the boost off
+    best = max(table, key=lambda row: row["psnr"])
+    assert load_model(path)[0].boost_max == best["boost_max"]
+    monkeypatch.setattr("sys.argv", ["tune_vivid.py", str(path), "--min-psnr", "24"])
+    with pytest.raises(SystemExit):
+        bench.main()
+    assert "--classifier" in capsys.readouterr().err
+
+
+def test_tune_vivid_semantic_rule_keeps_the_psnr_floor():
+    choose = load_script("benchmarks/tune_vivid.py").choose
+
+    def row(psnr, delta, gap):
+        return {"psnr": psnr, "delta_colorfulness": delta, "semantic_gap_closed": gap}
+
+    rows = [row(24.9, 1.0, 0.50), row(24.82, 1.2, 0.58), row(24.79, 1.0, 0.62), row(25.0, 3.0, 0.70),
+            row(24.81, 1.4, 0.58)]
+    assert choose(rows, 1.5)[0] is rows[0]  # the PSNR rule
+    best, rule = choose(rows, 1.5, min_psnr=24.8)
+    assert best is rows[1]  # 0.62 is under the PSNR floor, 0.70 over the delta limit; the tie goes to PSNR
+    assert "semantic" in rule and "24.8" in rule
+    assert choose(rows, 1.5, min_psnr=25.5)[0] is rows[0]  # nothing keeps the floor: back to the PSNR rule
+    assert choose([row(24.9, 3.0, 0.5), row(24.0, 2.5, 0.4)], 1.5)[0]["delta_colorfulness"] == 2.5
 
 
 def test_halve_rewrites_a_saved_model_in_float16(tmp_path):

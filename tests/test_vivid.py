@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import load_script
 
@@ -227,3 +228,27 @@ def test_tune_vivid_chooses_the_mix_of_a_regress_run(tmp_path, fake_cifar, monke
     best = max(table, key=lambda row: row["psnr"])
     assert card["config"]["mix"] == best["mix"]
     assert load_model(path)[0].mix == best["mix"]
+
+
+def test_boost_max_caps_each_images_scale():
+    """boost_max clamps the per-image scale the boost rule picks; 5 (the grid's top) changes nothing."""
+    m = _model()
+    q = len(m.centres)
+    unsure = torch.ones(q)
+    p = torch.stack([unsure / unsure.sum(), unsure.roll(7) / unsure.sum()])[:, :, None, None].expand(2, q, 4, 4)
+    L = torch.full((2, 1, 8, 8), 0.6)
+    ab = torch.einsum("nqhw,qc->nchw", p, m.centres) + torch.tensor([3.0, -2.0])[None, :, None, None]
+    free = m.boost_factor(L, p, ab, strength=0.2).flatten()
+    assert free.min() > 2.0, "a strong boost on unsure predictions picks large scales"
+    assert torch.equal(m.boost_factor(L, p, ab, strength=0.2, max_scale=1.5).flatten(), free.clamp(max=1.5))
+    assert torch.equal(m.boost_factor(L, p, ab, strength=0.2, max_scale=5.0).flatten(), free)
+    raw = p.log()
+    capped = _model(boost_max=1.0)
+    assert torch.equal(capped.chroma(L, raw, temperature=1.0, boost=0.2), m.chroma(L, raw, temperature=1.0, boost=0.0))
+    assert torch.equal(m.chroma(L, raw, temperature=1.0, boost=0.2, boost_max=1.0),
+                       m.chroma(L, raw, temperature=1.0, boost=0.0))
+    for bad in (0.5, 6.0):
+        with pytest.raises(ValueError, match="boost_max"):
+            _model(boost_max=bad)
+        with pytest.raises(ValueError, match="boost_max"):
+            m.chroma(L, raw, boost=0.2, boost_max=bad)
