@@ -197,7 +197,9 @@ def test_other_architectures_export_their_chroma(tmp_path, name, config):
 
 
 @pytest.mark.parametrize("settings", [{"temperature": 0.38}, {"temperature": 0.6, "calibrate": True, "boost": 0.02},
-                                      {"temperature": 1.0, "calibrate": True, "boost": 0.02, "boost_centred": True}])
+                                      {"temperature": 1.0, "calibrate": True, "boost": 0.02, "boost_centred": True},
+                                      {"temperature": 1.0, "calibrate": True, "boost": 0.05, "boost_centred": True,
+                                       "boost_max": 1.3}])
 def test_vivid_decoding_is_in_the_graph(tmp_path, settings):
     torch.manual_seed(0)  # before building: the weights must not depend on which tests ran first
     model = build("unet-vivid", widths=(8, 16, 32), **settings).eval()
@@ -212,6 +214,9 @@ def test_vivid_decoding_is_in_the_graph(tmp_path, settings):
         ref = model.chroma(L, model(L))
     out = session(L)
     assert ref.abs().max() > 1.0
+    if "boost_max" in settings:  # the cap binds here: the capped graph must not equal the uncapped decoding
+        with torch.no_grad():
+            assert not torch.allclose(model.chroma(L, model(L), boost_max=5.0), ref, atol=0.1)
     per_image = (out - ref).flatten(1).abs().max(1).values
     if not settings.get("boost"):
         assert per_image.max().item() < TOL
