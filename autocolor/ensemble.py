@@ -88,7 +88,7 @@ class VividEnsemble(ColorNet):
             direct = F.pixel_shuffle(raw[:, self.bins:], VividUNet.head_stride) * AB_SCALE
             ab = w * direct + (1 - w) * ab
         if b > 0:
-            cap = self.boost_max if boost_max is None else check_boost_max(boost_max)
+            cap = self.boost_max if boost_max is None else boost_max
             scale = member.boost_factor(L, p, F.avg_pool2d(ab, VividUNet.head_stride), b, mean=mean, max_scale=cap)
             origin = ab.mean((2, 3), keepdim=True)
             ab = origin + (ab - origin) * scale

@@ -285,7 +285,7 @@ class VividUNet(UNet):
         b = self.boost if boost is None else boost
         if b > 0:
             origin = self.boost_origin(ab)
-            cap = self.boost_max if boost_max is None else check_boost_max(boost_max)
+            cap = self.boost_max if boost_max is None else boost_max
             ab = origin + (ab - origin) * self.boost_factor(L, p, ab, b, mean=mean, max_scale=cap)
         return F.interpolate(ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
 
@@ -310,10 +310,11 @@ class VividUNet(UNet):
         v is about the distribution's own mean, ``mean`` (computed from ``p`` when not given); it differs from
         ``ab`` only when a ``regress`` model mixes its direct a*b* in.
 
-        ``max_scale`` then caps s. The log makes extra colour cheapest where the expected error is large, so
-        uncapped, images the model is unsure of (near-grey means) tend to take the largest scales, which
-        paints colour the model does not know; a cap limits that.
+        ``max_scale`` (checked by ``check_boost_max``) then caps s. The log makes extra colour cheapest where
+        the expected error is large, so uncapped, images the model is unsure of (near-grey means) tend to take the
+        largest scales, which paints colour the model does not know; a cap limits that.
         """
+        max_scale = check_boost_max(max_scale)
         if mean is None:
             mean = torch.einsum("nqhw,qc->nchw", p, self.centres)
         var = (torch.einsum("nqhw,q->nhw", p, self.centres.pow(2).sum(1)) - mean.pow(2).sum(1)).clamp_min(0)
