@@ -116,14 +116,16 @@ def _json_object(text: str | None, flag: str) -> dict:
               help="Softmax temperature for classification models (e.g. vivid) [default: the card's].")
 @click.option("--boost", type=click.FloatRange(0), default=None,
               help="Per-image colour boost strength of classification models (0 = off) [default: the card's].")
+@click.option("--boost-max", type=click.FloatRange(1, 5), default=None, metavar="S",
+              help="Cap on the boost's per-image chroma scale (1 = no boost, 5 = no cap) [default: the card's].")
 @DATA
 @click.option("--images", default=None, metavar="DIR",
               help="Score on the colour images under DIR (centre crops at the model's image size), not CIFAR-10.")
 @click.option("--classifier", default=None, metavar="FILE.safetensors",
               help="Classifier for semantic accuracy instead of the bundled one (python -m autocolor.classifier "
                    "--split train makes one that has not seen the validation images).")
-def evaluate(model, split, max_images, as_json, grid, device, precision, saturation, temperature, boost, data,
-             images, classifier) -> None:
+def evaluate(model, split, max_images, as_json, grid, device, precision, saturation, temperature, boost, boost_max,
+             data, images, classifier) -> None:
     """Score a trained model against the grey input (PSNR, SSIM, colourfulness, AuC)."""
     from pathlib import Path
 
@@ -133,7 +135,7 @@ def evaluate(model, split, max_images, as_json, grid, device, precision, saturat
     grid = grid or f"eval-{Path(model).stem if Path(model).suffix else Path(model).name}.png"
     res = run(model, split=split, max_images=max_images, data=data, device=device, precision=precision,
               grid=grid, progress=not as_json, saturation=saturation, images=images, classifier=classifier,
-              **decoding_options(temperature, boost))
+              **decoding_options(temperature, boost, boost_max))
     if as_json:
         click.echo(json.dumps(res))
         return
@@ -176,12 +178,14 @@ def diagram(model, output) -> None:
               help="Softmax temperature for classification models (e.g. vivid); ignored by others.")
 @click.option("--boost", type=click.FloatRange(0), default=None,
               help="Per-image colour boost strength for classification models (0 = off) [default: the card's].")
+@click.option("--boost-max", type=click.FloatRange(1, 5), default=None, metavar="S",
+              help="Cap on the boost's per-image chroma scale (1 = no boost, 5 = no cap) [default: the card's].")
 @click.option("--max-pixels", type=click.IntRange(1), default=None, metavar="N",
               help="Refuse images with more pixels (decompression bombs) [default: 64000000].")
 @click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               help="onnx: run --model FILE.onnx (made by `autocolor export`) with ONNX Runtime on the CPU.")
-def colorize(inputs, outdir, model, saturation, size, fmt, overwrite, device, temperature, boost, max_pixels,
-             backend) -> None:
+def colorize(inputs, outdir, model, saturation, size, fmt, overwrite, device, temperature, boost, boost_max,
+             max_pixels, backend) -> None:
     """Colorize photos of any size: files, folders (recursive) or globs; inputs are never overwritten."""
     from pathlib import Path
 
@@ -207,13 +211,13 @@ def colorize(inputs, outdir, model, saturation, size, fmt, overwrite, device, te
 
         if not str(model).endswith(".onnx"):
             raise AutocolorError("--backend onnx needs --model FILE.onnx (make one with `autocolor export`)")
-        if temperature is not None or boost is not None or device not in ("auto", "cpu"):
-            raise AutocolorError("--backend onnx runs on the CPU and has no --temperature or --boost (they are "
-                                 "fixed in the exported graph)")
+        if temperature is not None or boost is not None or boost_max is not None or device not in ("auto", "cpu"):
+            raise AutocolorError("--backend onnx runs on the CPU and has no --temperature, --boost or --boost-max "
+                                 "(they are fixed in the exported graph)")
         col = onnx_colorizer(model, **settings)
     else:
         col = Colorizer.load(model, device=device, notice=say("note"), temperature=temperature, boost=boost,
-                             **settings)
+                             boost_max=boost_max, **settings)
     out.mkdir(parents=True, exist_ok=True)
     written, errors = col.colorize_files(files, plan_outputs(files, out, fmt), overwrite=overwrite,
                                          progress=sys.stderr.isatty(), report=say("error"), notice=say("note"))

@@ -23,6 +23,7 @@ from autocolor.fuse import fuse_for_inference, is_fused
 from autocolor.imageio import DEFAULT_MAX_PIXELS, ImageError, Photo, from_array, from_pil, read_image, to_pil
 from autocolor.nets import decoding_options
 from autocolor.runtime import autocast, pick_precision
+from autocolor.unet import check_boost_max
 
 # Long side of the model's input. Measured with benchmarks/colorize_size.py on the sample photos: PSNR/SSIM/AuC
 # peak at 64-128 for the seed model (CIFAR-trained, 32x32) and larger sizes add false blue/green blotches;
@@ -109,6 +110,7 @@ class Colorizer:
     saturation: float = 1.0
     temperature: float | None = None
     boost: float | None = None  # per-image colour boost of classification models (None: the card's)
+    boost_max: float | None = None  # cap on that boost's per-image chroma scale, 1 to 5 (None: the card's)
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     name: str = "model"
     precision: str = "auto"  # bf16 autocast where the hardware runs it natively (runtime.pick_precision)
@@ -117,6 +119,8 @@ class Colorizer:
         if isinstance(self.model, torch.nn.Module) and not is_fused(self.model):
             self.model = fuse_for_inference(self.model)
         self.model.eval()
+        if self.boost_max is not None:
+            self.boost_max = check_boost_max(self.boost_max)
         self.device = torch.device(self.device)
         self.precision = pick_precision(self.precision, self.device) if isinstance(self.model, torch.nn.Module) \
             else "fp32"
@@ -160,7 +164,8 @@ class Colorizer:
 
     @torch.no_grad()
     def colorize(self, image: ImageLike, *, saturation: float | None = None,
-                 temperature: float | None = None, boost: float | None = None) -> Image.Image:
+                 temperature: float | None = None, boost: float | None = None,
+                 boost_max: float | None = None) -> Image.Image:
         """Colorize one image; returns a PIL RGB image (RGBA when the input had alpha) of the input's size."""
         photo = self.photo(image)
         sat = self.saturation if saturation is None else saturation
@@ -172,7 +177,7 @@ class Colorizer:
         x = torch.from_numpy(np.asarray(small, dtype=np.float32).copy()).clamp_(0, 1).view(1, 1, h, w)
         x = x.to(self.device)
         bst = self.boost if boost is None else boost
-        opts = decoding_options(temp, bst)
+        opts = decoding_options(temp, bst, self.boost_max if boost_max is None else boost_max)
         with autocast(self.device, self.precision):
             raw = self.model(x.contiguous(memory_format=torch.channels_last))
         ab = saturate(self.model.chroma(x, raw, **opts).float(), sat).cpu()

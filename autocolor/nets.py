@@ -13,9 +13,11 @@ from torch import nn
 from autocolor.colour import AB_SCALE, lab_from, rgb_to_lab, saturate
 
 
-def decoding_options(temperature: float | None = None, boost: float | None = None) -> dict:
+def decoding_options(temperature: float | None = None, boost: float | None = None,
+                     boost_max: float | None = None) -> dict:
     """The decoding knobs a caller set, as ``chroma``/``to_rgb`` keyword arguments (unset ones: the card's)."""
-    return {k: v for k, v in (("temperature", temperature), ("boost", boost)) if v is not None}
+    return {k: v for k, v in (("temperature", temperature), ("boost", boost), ("boost_max", boost_max))
+            if v is not None}
 
 
 class ColorNet(nn.Module):

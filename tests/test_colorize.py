@@ -404,7 +404,17 @@ def test_temperature_reaches_chroma(col: Colorizer, monkeypatch) -> None:
     col.colorize(ramp(), boost=0.01)
     col.boost = 0.03
     col.colorize(ramp())
-    assert seen == [{}, {"temperature": 0.2}, {"boost": 0.01}, {"boost": 0.03}]
+    col.colorize(ramp(), boost_max=2.0)
+    col.boost_max = 3.0
+    col.colorize(ramp())
+    assert seen == [{}, {"temperature": 0.2}, {"boost": 0.01}, {"boost": 0.03}, {"boost": 0.03, "boost_max": 2.0},
+                    {"boost": 0.03, "boost_max": 3.0}]
+
+
+def test_boost_max_out_of_range_is_refused(model_path: Path) -> None:
+    assert Colorizer.load(model_path, device="cpu", boost_max=2.5).boost_max == 2.5
+    with pytest.raises(ValueError, match="boost_max must be in"):
+        Colorizer.load(model_path, device="cpu", boost_max=0.5)
 
 
 def test_cli_boost_and_temperature_reach_a_vivid_model(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -424,10 +434,17 @@ def test_cli_boost_and_temperature_reach_a_vivid_model(tmp_path: Path, monkeypat
     args = ["colorize", str(tmp_path / "g.png"), "--model", str(weights), "-o", str(tmp_path / "out")]
     assert main(args + ["--boost", "0.02", "--temperature", "0.5"]) == 0
     assert seen[-1] == {"temperature": 0.5, "boost": 0.02}
+    assert main(args + ["--boost", "0.02", "--boost-max", "2.5", "--overwrite"]) == 0
+    assert seen[-1] == {"boost": 0.02, "boost_max": 2.5}
+    capsys.readouterr()
+    assert main(args + ["--boost-max", "6", "--overwrite"]) == 2  # click's usage error: outside 1..MAX_BOOST
+    assert "--boost-max" in capsys.readouterr().err
     onnx_args = ["colorize", str(tmp_path / "g.png"), "--model", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "o")]
     capsys.readouterr()
     assert main(onnx_args + ["--backend", "onnx", "--boost", "0.02"]) == 1  # fixed in an exported graph
-    assert "no --temperature or --boost" in capsys.readouterr().err
+    assert "no --temperature, --boost or --boost-max" in capsys.readouterr().err
+    assert main(onnx_args + ["--backend", "onnx", "--boost-max", "2"]) == 1
+    assert "no --temperature, --boost or --boost-max" in capsys.readouterr().err
 
 
 def test_model_failure_is_a_per_file_error(model_path: Path, tmp_path: Path) -> None:
@@ -441,3 +458,15 @@ def test_model_failure_is_a_per_file_error(model_path: Path, tmp_path: Path) -> 
     Image.fromarray(ramp(), "L").save(src)
     written, errors = c.colorize_files([src], [tmp_path / "out" / "a.png"], progress=False)
     assert written == [] and errors == [(src, f"{src}: cannot colorize: CUDA out of memory (simulated)")]
+
+
+def test_cli_boost_max_range_is_the_models() -> None:
+    import click
+
+    from autocolor.cli import colorize, evaluate
+    from autocolor.unet import MAX_BOOST
+
+    for command in (colorize, evaluate):
+        option = next(p for p in command.params if p.name == "boost_max")
+        assert isinstance(option.type, click.FloatRange)
+        assert (option.type.min, option.type.max) == (1, MAX_BOOST)
