@@ -3,10 +3,11 @@
 Usage: python benchmarks/ssim_objective.py [--weights 0 10 100] [--steps 600] [--lr 1e-4] [--model default]
                                            [--data DIR]
 For each weight w, the model is fine-tuned from its trained weights for ``--steps`` batches of 128 training
-images (flips and 3-pixel shifts, as training augments; cosine-decayed AdamW) on its own objective plus
-w x (1 - SSIM) of the rebuilt RGB image (Gaussian window 11, as ``evaluate`` measures), then scored on the
-validation split by ``evaluate`` with the card's test-time views. w = 0 is the control: the same fine-tuning
-without the SSIM term. Every arm starts from the same weights and sees the same batches.
+images (flips and 3-pixel shifts, as training augments; cosine-decayed AdamW) on its own objective with the
+model's ``ssim_weight`` option set to w (w x (1 - SSIM) of the rebuilt RGB image, Gaussian window 11, as
+``evaluate`` measures), then scored on the validation split by ``evaluate`` with the card's test-time views.
+w = 0 is the control: the same fine-tuning without the SSIM term. Every arm starts from the same weights and
+sees the same batches.
 """
 
 from __future__ import annotations
@@ -18,11 +19,9 @@ import time
 from pathlib import Path
 
 import torch
-from kornia.color import lab_to_rgb
-from kornia.metrics import ssim
 from tqdm import tqdm
 
-from autocolor.colour import AB_SCALE, lab_and_input, to_float
+from autocolor.colour import lab_and_input, to_float
 from autocolor.data import epoch_batches, load_split
 from autocolor.evaluate import evaluate
 from autocolor.weights import load_model, save_model
@@ -32,9 +31,9 @@ BATCH = 128
 
 def fine_tune(spec: str, ssim_weight: float, steps: int, lr: float, train, seed: int = 0) -> tuple[torch.nn.Module,
                                                                                                     dict]:
-    """The model ``spec`` fine-tuned on its objective + ``ssim_weight`` x (1 - SSIM); returns (model, card)."""
+    """The model ``spec`` fine-tuned with its ``ssim_weight`` option set to ``ssim_weight``; returns (model, card)."""
     torch.manual_seed(seed)
-    model, card = load_model(spec)
+    model, card = load_model(spec, overrides={"ssim_weight": ssim_weight})
     model = model.float().train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
@@ -46,9 +45,6 @@ def fine_tune(spec: str, ssim_weight: float, steps: int, lr: float, train, seed:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             raw = model(L.contiguous(memory_format=torch.channels_last))
         loss = model.loss(raw, lab, rgb, labels=labels) if model.uses_labels else model.loss(raw, lab, rgb)
-        if ssim_weight:
-            pred = lab_to_rgb(torch.cat([lab[:, :1], raw.float() * AB_SCALE], 1), clip=False).clamp(0, 1)
-            loss = loss + ssim_weight * (1 - ssim(pred, rgb, 11, max_val=1.0, padding="valid").mean())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
