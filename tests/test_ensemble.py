@@ -233,3 +233,33 @@ def test_halve_rewrites_a_saved_model_in_float16(tmp_path):
     with torch.no_grad():
         after = load_model(f)[0]
         assert (after.chroma(L, after(L)) - before.chroma(L, before(L))).abs().max() < 0.5
+
+
+def test_boost_rules_bisect_finds_the_crossing():
+    bisect = load_script("benchmarks/boost_rules.py").bisect
+    assert bisect(lambda x: x * x, 0.0, 4.0, 2.0) == pytest.approx(2 ** 0.5, abs=1e-3)
+    assert bisect(lambda x: x, 0.0, 1.0, 5.0) == 1.0  # never reached: the top of the range
+
+
+def test_boost_rules_compare_at_the_cards_colourfulness(tmp_path, fake_cifar, monkeypatch, capsys):
+    vivid, fidelity = _runs(tmp_path)
+    path = ensemble_script.assemble(str(tmp_path / "e.safetensors"), vivid, fidelity, 0.5)
+    card = load_card(path)
+    card["config"].update(boost=0.03, boost_max=3.0)
+    (tmp_path / "e.json").write_text(json.dumps(card))
+    bench = load_script("benchmarks/boost_rules.py")
+    monkeypatch.setattr("sys.argv", ["boost_rules.py", "--model", str(path), "--caps", "1", "3", "--data",
+                                     str(fake_cifar)])
+    bench.main()
+    out = capsys.readouterr().out
+    rows = {r.split("|")[1].strip(): r.split("|") for r in out.splitlines() if r.startswith("| ") and "---" not in r}
+    assert rows["card's decoding"][2].strip() == "boost 0.03, cap 3"
+    target = float(rows["card's decoding"][4])
+    assert float(rows["boost, cap 3"][4]) == pytest.approx(target, abs=0.02)  # back to the card's own colour
+    for name in ("boost", "one scale"):
+        assert abs(float(rows[name][4]) - target) < 0.5
+    assert float(rows["boost, cap 1"][4]) < target  # a cap of 1 is no boost: that colour is out of its reach
+    assert rows["boost, cap 1"][2].strip() == "strength 0.20000"
+    monkeypatch.setattr("sys.argv", ["boost_rules.py", "--model", vivid[0], "--data", str(fake_cifar)])
+    with pytest.raises(SystemExit, match="vivid-ensemble"):
+        bench.main()
