@@ -198,32 +198,40 @@ def test_ssim_objective_arms_share_batches_and_the_term_changes_training(tmp_pat
     assert not torch.equal(states[0][key], start[key].to(states[0][key].dtype))
 
 
-def test_fidelity_ensemble_rows_are_evaluates_and_the_mean_differs(tmp_path, fake_cifar, monkeypatch, capsys):
-    """benchmarks/fidelity_ensemble.py: a one-run row scores as ``evaluate`` does; the average is a new colouring."""
+def test_ensemble_rows_are_evaluates_and_the_mean_differs(tmp_path, fake_cifar, monkeypatch, capsys):
+    """benchmarks/ensemble.py: a one-run row scores as ``evaluate`` does; the average is a new colouring."""
     from conftest import load_script
 
     from autocolor import evaluate as evaluate_mod
 
-    bench = load_script("benchmarks/fidelity_ensemble.py")
+    bench = load_script("benchmarks/ensemble.py")
     paths = []
-    for i in range(2):
+    for i in range(3):
         torch.manual_seed(i)
         net = models.build("unet", widths=(8, 16)).eval()
         with torch.no_grad():
-            net.head.weight.mul_(30.0)  # colourful enough that the two runs' colourings differ after 8 bits
+            net.head.weight.mul_(30.0)  # colourful enough that the runs' colourings differ after 8 bits
         paths.append(str(weights.save_model(net, tmp_path / f"u{i}.safetensors", {"name": f"u{i}"})))
-    monkeypatch.setattr("sys.argv", ["fidelity_ensemble.py", *paths, "--data", str(fake_cifar)])
-    bench.main()
-    rows = [r.split("|") for r in capsys.readouterr().out.splitlines() if r.startswith("| /") or " + " in r]
-    assert [r[1].strip() for r in rows] == [paths[0], paths[1], f"{paths[0]} + {paths[1]}"]
+
+    def rows(argv: list[str]) -> list[list[str]]:
+        monkeypatch.setattr("sys.argv", ["ensemble.py", *argv, "--data", str(fake_cifar)])
+        bench.main()
+        out = capsys.readouterr().out
+        assert "mean of all 3:" in out
+        return [r.split("|") for r in out.splitlines() if r.startswith("| /")]
+
+    table = rows([*paths, "--subsets"])
+    a, b, c = paths
+    assert [r[1].strip() for r in table] == [a, b, c, f"{a} + {b}", f"{a} + {c}", f"{b} + {c}", f"{a} + {b} + {c}"]
+    assert [r[1].strip() for r in rows(paths)] == [a, b, c, f"{a} + {b} + {c}"]  # without --subsets: all only
     monkeypatch.setattr(evaluate_mod, "classifier_at", lambda path: None)
-    for path, row in zip(paths, rows, strict=False):
+    for path, row in zip(paths, table, strict=False):
         ref = evaluate_mod.evaluate(path, split="val", data=str(fake_cifar), device="cpu", progress=False)
         assert float(row[2]) == pytest.approx(ref["ssim"], abs=6e-6) and float(row[3]) == pytest.approx(ref["psnr"],
                                                                                                         abs=6e-4)
-    assert float(rows[2][3]) not in (float(rows[0][3]), float(rows[1][3]))
+    assert float(table[3][3]) not in (float(table[0][3]), float(table[1][3]))
     seed = weights.save_model(models.build("unet-vivid", widths=(8, 16)).eval(), tmp_path / "v.safetensors",
                               {"name": "v"})
-    monkeypatch.setattr("sys.argv", ["fidelity_ensemble.py", str(seed), "--data", str(fake_cifar)])
+    monkeypatch.setattr("sys.argv", ["ensemble.py", str(seed), "--data", str(fake_cifar)])
     with pytest.raises(SystemExit, match="a\\*b\\* regressions only"):
         bench.main()
