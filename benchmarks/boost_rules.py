@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 from tqdm import tqdm
 
-from autocolor.classifier import classifier_at
+from autocolor.classifier import accuracy, classifier_at
 from autocolor.colour import grey_rgb, lab_from, to_uint8
 from autocolor.data import load_split
 from autocolor.inference import predict_all
@@ -77,10 +77,7 @@ class Split:
         return float(torch.cat([colourfulness(b) for b in batches]).mean())
 
     def accuracy(self, batches: list[torch.Tensor]) -> float | None:
-        if self.clf is None:
-            return None
-        pred = torch.cat([self.clf(b).argmax(1) for b in batches])
-        return float((pred == self.labels).float().mean())
+        return None if self.clf is None else accuracy(self.clf, torch.cat(batches), self.labels)
 
     def score(self, batches: list[torch.Tensor]) -> dict:
         p, start = [], 0
