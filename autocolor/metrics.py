@@ -15,16 +15,24 @@ def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (10 * torch.log10(255.0**2 / mse.clamp_min(1e-10))).clamp_max(100.0)
 
 
+def ssim_window(height: int, width: int) -> int:
+    """SSIM's window side: 11 (Wang et al. 2004), or the largest odd side that fits an image smaller than that."""
+    side = min(11, height, width)
+    return side if side % 2 else side - 1
+
+
 def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-image SSIM (Wang et al. 2004: Gaussian window 11, sigma 1.5, valid region), mean over RGB."""
-    smap = _ssim_map(to_float(pred), to_float(target), window_size=11, max_val=1.0, padding="valid")
+    """Per-image SSIM (Wang et al. 2004: Gaussian window 11, sigma 1.5, valid region), mean over RGB.
+    Images under 11 pixels on a side get a smaller window (``ssim_window``)."""
+    window = ssim_window(*pred.shape[-2:])
+    smap = _ssim_map(to_float(pred), to_float(target), window_size=window, max_val=1.0, padding="valid")
     return smap.flatten(1).mean(1)
 
 
 def ssim_map_float(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """SSIM map of float images in [0, 1], differentiable: what ``ssim`` averages (window 11, sigma 1.5, valid),
     with the Gaussian applied as two 1-D passes, which halves the time of kornia's 2-D window in training."""
-    k = get_gaussian_kernel1d(11, 1.5, device=pred.device, dtype=pred.dtype)
+    k = get_gaussian_kernel1d(ssim_window(*pred.shape[-2:]), 1.5, device=pred.device, dtype=pred.dtype)
     n = pred.shape[1]
     stats = filter2d_separable(torch.cat([pred, target, pred * pred, target * target, pred * target], 1), k, k,
                                padding="valid")

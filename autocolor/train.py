@@ -23,7 +23,7 @@ from autocolor.errors import AutocolorError
 from autocolor.files import atomic_write_bytes
 from autocolor.folders import FolderDataset, eval_loader, load_stack, split_folders, train_loader
 from autocolor.inference import colorize_all
-from autocolor.metrics import psnr
+from autocolor.metrics import psnr, ssim
 from autocolor.models import build, count_params
 from autocolor.plots import loss_curve, save_png, tiled_grid
 from autocolor.runtime import autocast, machine_name, pick_precision
@@ -136,14 +136,14 @@ def _val_batches(val, info: ddp.DistInfo):
 
 @torch.no_grad()
 def validate(model, val, device: torch.device, precision: str, info: ddp.DistInfo | None = None) -> dict:
-    """Validation loss, PSNR of the 8-bit output and of the grey input, on the held-out split.
+    """Validation loss, PSNR and SSIM of the 8-bit output, and PSNR of the grey input, on the held-out split.
 
     ``val`` is a Split or a folder DataLoader yielding ``(uint8 batch, failed)``. Under DDP each rank scores
     every ``world``-th image and the sums are all-reduced, so all ranks get the numbers of the whole set.
     """
     info = info or ddp.DistInfo()
     model.eval()
-    sums = torch.zeros(4, dtype=torch.float64)  # loss * n, PSNR sum, grey PSNR sum, n
+    sums = torch.zeros(5, dtype=torch.float64)  # loss * n, PSNR sum, grey PSNR sum, n, SSIM sum
     for imgs in _val_batches(val, info):
         rgb = to_float(imgs.to(device, non_blocking=True))
         lab, L = lab_and_input(rgb)
@@ -152,12 +152,14 @@ def validate(model, val, device: torch.device, precision: str, info: ddp.DistInf
         pred, grey = to_uint8(model.to_rgb(L, raw)).cpu(), to_uint8(grey_rgb(L)).cpu()
         imgs = imgs.cpu()
         sums += torch.tensor([float(model.loss(raw, lab, rgb)) * len(imgs), float(psnr(pred, imgs).sum()),
-                              float(psnr(grey, imgs).sum()), len(imgs)], dtype=torch.float64)
+                              float(psnr(grey, imgs).sum()), len(imgs), float(ssim(pred, imgs).sum())],
+                             dtype=torch.float64)
     model.train()
     if info.enabled:
         sums = ddp.all_reduce_sum(info, sums.to(device)).cpu()
     n = max(float(sums[3]), 1.0)
-    return {"val_loss": float(sums[0]) / n, "val_psnr": float(sums[1]) / n, "val_psnr_grey": float(sums[2]) / n}
+    return {"val_loss": float(sums[0]) / n, "val_psnr": float(sums[1]) / n, "val_psnr_grey": float(sums[2]) / n,
+            "val_ssim": float(sums[4]) / n}
 
 
 def _epoch_outputs(out: Path, model, val, records: list[dict], epoch: int, device, precision) -> None:
@@ -438,7 +440,8 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
             wall += time.perf_counter() - t0  # the checkpoint's own write is the only part left out
             _checkpoint(info, out / CHECKPOINT, state())
             log(f"epoch {epoch}/{cfg.epochs}: train loss {rec['train_loss']:.4f}, val loss {rec['val_loss']:.4f}, "
-                f"val PSNR {rec['val_psnr']:.2f} dB (grey {rec['val_psnr_grey']:.2f}), {rec['images_per_s']} img/s")
+                f"val PSNR {rec['val_psnr']:.2f} dB (grey {rec['val_psnr_grey']:.2f}), SSIM {rec['val_ssim']:.4f}, "
+                f"{rec['images_per_s']} img/s")
             # a signal that came during validation or saving: stop here (all ranks agree), the epoch is saved
             asked = ddp.all_reduce_sum(info, torch.tensor(float(bool(stop.signum)), device=device))
             if asked > 0 and epoch < cfg.epochs:

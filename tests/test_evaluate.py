@@ -92,6 +92,18 @@ def test_metrics_basics():
     assert metrics.auc(metrics.ab_error_cdf(a, a)) == pytest.approx(1.0, abs=0.01)
 
 
+def test_ssim_fits_its_window_to_images_under_11_pixels():
+    """SSIM of 8 x 8 images (``train --image-size 8``) is defined: a 7-pixel window, 1 for identical images."""
+    assert [metrics.ssim_window(*hw) for hw in ((32, 32), (8, 9), (10, 64), (11, 11))] == [11, 7, 9, 11]
+    a = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    b = a.flip(-1)
+    torch.testing.assert_close(metrics.ssim(a, a), torch.ones(2))
+    s = metrics.ssim(a, b)
+    assert torch.isfinite(s).all() and (s < 0.5).all()
+    torch.testing.assert_close(metrics.ssim_map_float(to_float(a), to_float(b)).flatten(1).mean(1), s,
+                               atol=1e-5, rtol=0)
+
+
 def test_ab_error_cdf_with_precomputed_target_ab():
     gen = torch.Generator().manual_seed(1)
     a = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8, generator=gen)

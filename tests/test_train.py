@@ -67,6 +67,7 @@ def test_short_run_learns_and_writes_everything(tmp_path):
     assert [r["epoch"] for r in records] == [1, 2]
     assert records[1]["train_loss"] < records[0]["train_loss"]
     assert all(torch.isfinite(torch.tensor([r["val_psnr"], r["val_psnr_grey"]])).all() for r in records)
+    assert all(0.0 < r["val_ssim"] < 1.0 for r in records)
     card = json.loads((run / "model.json").read_text())
     assert card["architecture"] == "seed-lab" and card["config"] == {"widths": list(TINY)}
     assert card["training"]["command"] == "autocolor train --max-images 512"
