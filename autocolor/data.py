@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,7 +159,7 @@ def shift_images(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> to
 
 
 def epoch_batches(split: Split, batch_size: int, seed: int, epoch: int, augment: bool = True,
-                  shard: tuple[int, int] = (0, 1), shift: int = 0):
+                  shard: tuple[int, int] = (0, 1), shift: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield uint8 image batches (and labels) for one epoch: seeded shuffle, bulk horizontal flips and,
     with ``shift=S``, random translations of up to S pixels each way (mirrored borders).
 

@@ -14,6 +14,7 @@ from autocolor.data import load_split
 from autocolor.errors import AutocolorError
 from autocolor.inference import colorize_all, predict_all
 from autocolor.metrics import ab_error_cdf, auc, colourfulness, psnr, ssim, target_ab
+from autocolor.nets import ColorNet
 from autocolor.plots import save_png, tiled_grid
 from autocolor.runtime import pick_device, pick_precision
 from autocolor.weights import load_model
@@ -123,7 +124,7 @@ def _result(spec, card: dict, split: str, n: int, precision: str, pred: dict, gr
     return result
 
 
-def evaluate_folder(model, card: dict, spec: str | os.PathLike, folder: str | os.PathLike,
+def evaluate_folder(model: ColorNet, card: dict, spec: str | os.PathLike, folder: str | os.PathLike,
                     max_images: int | None = None, device: torch.device | str = "cpu", precision: str = "auto",
                     grid: str | os.PathLike | None = None, progress: bool = True, workers: int = 2,
                     **opts) -> dict:

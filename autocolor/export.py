@@ -20,6 +20,7 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,6 +28,9 @@ from torch import nn
 
 from autocolor.colour import rgb_to_lab
 from autocolor.errors import AutocolorError
+
+if TYPE_CHECKING:
+    from autocolor.colorize import Colorizer
 
 OPSET = 17
 INPUT = "L"
@@ -147,7 +151,7 @@ class OnnxChroma:
         return self
 
 
-def onnx_colorizer(path: str | os.PathLike, **settings):
+def onnx_colorizer(path: str | os.PathLike, **settings) -> Colorizer:
     """A ``colorize.Colorizer`` running the exported model with ONNX Runtime (CPU); settings as for Colorizer.
 
     Without ``size`` (or with None), the exported card's ``colorize_size`` is used, else ``DEFAULT_SIZE``.

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from autocolor.colour import grey_rgb, greyscale, to_float, to_uint8
 from autocolor.runtime import autocast
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 @torch.no_grad()
@@ -29,7 +35,8 @@ def colorize_batch(model: nn.Module, images: torch.Tensor, device: torch.device 
 
 
 def colorize_all(model: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
-                 precision: str = "fp32", batch_size: int = 500, progress=None, **opts):
+                 precision: str = "fp32", batch_size: int = 500, progress: tqdm | None = None,
+                 **opts) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """Yield ``(start, grey_u8, pred_u8)`` over ``images`` in batches; ``progress`` is an optional tqdm."""
     for start, L, raw in predict_all(model, images, device, precision, batch_size, progress):
         yield start, to_uint8(grey_rgb(L)).cpu(), to_uint8(model.to_rgb(L, raw, **opts)).cpu()
@@ -37,7 +44,8 @@ def colorize_all(model: nn.Module, images: torch.Tensor, device: torch.device | 
 
 @torch.no_grad()
 def predict_all(model: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
-                precision: str = "fp32", batch_size: int = 500, progress=None):
+                precision: str = "fp32", batch_size: int = 500,
+                progress: tqdm | None = None) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """Yield ``(start, L, raw)`` over uint8 RGB ``images`` in batches: the network runs once per batch, and any
     number of decodings can follow (``model.to_rgb(L, raw, **opts)``). ``progress`` is an optional tqdm."""
     was_training = model.training

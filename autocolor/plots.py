@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image
 
 from autocolor.files import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def save_png(image: Image.Image, path: Path) -> Path:
@@ -64,7 +68,7 @@ def loss_curve(records: list[dict], path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def save_figure(fig, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write a matplotlib figure as PNG atomically and close it."""
     import matplotlib.pyplot as plt
 

@@ -9,7 +9,7 @@ import os
 import shlex
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from autocolor.folders import FolderDataset, eval_loader, load_stack, split_fold
 from autocolor.inference import colorize_all
 from autocolor.metrics import psnr, ssim
 from autocolor.models import build, count_params
+from autocolor.nets import ColorNet
 from autocolor.plots import loss_curve, save_png, tiled_grid
 from autocolor.runtime import autocast, machine_name, pick_precision
 from autocolor.weights import save_model
@@ -135,7 +136,8 @@ def _val_batches(val, info: ddp.DistInfo):
 
 
 @torch.no_grad()
-def validate(model, val, device: torch.device, precision: str, info: ddp.DistInfo | None = None) -> dict:
+def validate(model: ColorNet, val: Split | Iterable, device: torch.device, precision: str,
+             info: ddp.DistInfo | None = None) -> dict:
     """Validation loss, PSNR and SSIM of the 8-bit output, and PSNR of the grey input, on the held-out split.
 
     ``val`` is a Split or a folder DataLoader yielding ``(uint8 batch, failed)``. Under DDP each rank scores
@@ -303,7 +305,7 @@ def _quiet(*args, **kwargs) -> None:
     """The log of ranks other than 0."""
 
 
-def train(cfg: TrainConfig, log=print) -> Path:
+def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     """Train ``cfg.model``; write checkpoints, logs, samples and finally ``model.safetensors`` + card.
 
     Under torchrun (RANK/WORLD_SIZE set) this process joins a DistributedDataParallel group:
