@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from autocolor import cli, metrics, models, weights
+from autocolor import cli, data, metrics, models, weights
 from autocolor.colour import grey_rgb, greyscale, to_float, to_uint8
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -171,23 +171,37 @@ def test_semantic_ci_matches_evaluate_and_brackets_it(tmp_path, fake_cifar, monk
 
 
 def test_ssim_references_bracket_the_grey_input_and_the_truth(tmp_path, fake_cifar, monkeypatch, capsys):
-    """benchmarks/ssim_references.py: its grey row is evaluate's grey baseline; the truth scores SSIM 1."""
+    """benchmarks/ssim_references.py: its grey row is evaluate's grey baseline; the truth scores SSIM 1; a --model
+    row is evaluate's SSIM, and the per-image oracle bounds lie above both the model and the grey input."""
     from conftest import load_script
 
     from autocolor import evaluate as evaluate_mod
+    from autocolor.colour import lab_and_input
 
-    bench = load_script("benchmarks/ssim_references.py")
-    monkeypatch.setattr("sys.argv", ["ssim_references.py", "--data", str(fake_cifar)])
-    bench.main()
-    rows = {r.split("|")[1].strip(): r.split("|") for r in capsys.readouterr().out.splitlines() if r.startswith("| ")}
+    torch.manual_seed(0)
     path = weights.save_model(models.build("seed-lab", widths=(8, 16, 32)).eval(), tmp_path / "m.safetensors",
                               {"name": "m"})
+    bench = load_script("benchmarks/ssim_references.py")
+    monkeypatch.setattr("sys.argv", ["ssim_references.py", "--data", str(fake_cifar), "--model", str(path)])
+    bench.main()
+    rows = {r.split("|")[1].strip(): r.split("|") for r in capsys.readouterr().out.splitlines() if r.startswith("| ")}
     monkeypatch.setattr(evaluate_mod, "classifier_at", lambda path: None)
     ref = evaluate_mod.evaluate(path, split="val", data=str(fake_cifar), device="cpu", progress=False)
     assert abs(float(rows["grey input"][2]) - ref["grey_baseline"]["ssim"]) <= 1e-4  # printed to 4 places
     assert float(rows["truth"][2]) == 1.0
     scaled = [float(rows[f"truth x {f}"][2]) for f in ("0.25", "0.5", "0.75")]
     assert float(rows["grey input"][2]) < scaled[0] < scaled[1] < scaled[2] < 1.0
+    own, _guided, either, best = (float(rows[k][2]) for k in rows if k.startswith(f"`{path}`"))
+    assert abs(own - ref["ssim"]) <= 1e-4
+    assert max(own, float(rows["grey input"][2])) <= either <= best  # scale 0 is grey, scale 1 the model itself
+    images = data.load_split("val", fake_cifar).images
+    lab, L = lab_and_input(to_float(images))
+    half, spread = bench.model_rows("half", images, L, lab[:, 1:] * 0.5)  # half the true chroma: scale 2 restores it
+    assert spread.endswith("0.0% below the grey input")
+    assert half[0][1] <= half[2][1] < 1.0 and half[3][1] == 1.0
+    flat = torch.full_like(L, 0.5)  # a constant guide: the filter is two 3 x 3 box blurs of the a*b*
+    torch.testing.assert_close(bench.guided_filter(flat, lab[:, 1:]), bench.box(bench.box(lab[:, 1:], 1), 1),
+                               atol=1e-3, rtol=0)
 
 
 def test_ssim_objective_arms_share_batches_and_the_term_changes_training(tmp_path, fake_cifar):
