@@ -48,23 +48,30 @@ def tiled_grid(columns: list[torch.Tensor], per_block: int = 8, scale: int = 3) 
 
 
 def loss_curve(records: list[dict], path: Path) -> Path:
-    """Plot train and validation loss (and validation PSNR) per epoch from metrics records."""
+    """Plot train and validation loss per epoch (left) and validation PSNR, with SSIM where recorded (right)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     epochs = [r["epoch"] for r in records]
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 3.5), dpi=100)
     ax.plot(epochs, [r["train_loss"] for r in records], "o-", label="train loss")
     ax.plot(epochs, [r["val_loss"] for r in records], "s-", label="validation loss")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
-    ax.legend(loc="upper left")
-    ax2 = ax.twinx()
-    ax2.plot(epochs, [r["val_psnr"] for r in records], "^--", color="tab:green", label="val PSNR")
+    ax.legend(loc="upper right")
+    ax2.plot(epochs, [r["val_psnr"] for r in records], "^-", color="tab:green", label="val PSNR")
+    ax2.set_xlabel("epoch")
     ax2.set_ylabel("validation PSNR (dB)")
-    ax2.legend(loc="upper right")
+    ax2.legend(loc="upper left")
+    with_ssim = [r for r in records if "val_ssim" in r]  # runs before val_ssim was recorded have none
+    if with_ssim:
+        ax3 = ax2.twinx()
+        ax3.plot([r["epoch"] for r in with_ssim], [r["val_ssim"] for r in with_ssim], "v--", color="tab:purple",
+                 label="val SSIM")
+        ax3.set_ylabel("validation SSIM")
+        ax3.legend(loc="lower right")
     return save_figure(fig, path)
 
 

@@ -241,3 +241,14 @@ def test_auxiliary_class_head_trains_on_cifar_labels(tmp_path):
     with pytest.raises(AutocolorError, match="needs classes 10 and no --images"):
         train(_cfg(tmp_path, "c", model="unet", model_config={"classes": 10}, images=str(tmp_path)),
               log=lambda *a: None)
+
+
+def test_loss_curve_draws_validation_ssim_where_recorded(tmp_path):
+    """Records from before ``val_ssim`` existed still plot; with it, the SSIM curve is drawn too."""
+    from autocolor.plots import loss_curve
+
+    old = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e, "val_psnr": 24.0 + e} for e in (1, 2, 3)]
+    new = [{**r, "val_ssim": 0.93 + 0.001 * r["epoch"]} for r in old]
+    a, b = loss_curve(old, tmp_path / "old.png"), loss_curve(new, tmp_path / "new.png")
+    assert a.read_bytes()[:8] == b.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert a.read_bytes() != b.read_bytes()
