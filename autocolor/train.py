@@ -145,7 +145,7 @@ def validate(model: ColorNet, val: Split | Iterable, device: torch.device, preci
     """
     info = info or ddp.DistInfo()
     model.eval()
-    sums = torch.zeros(5, dtype=torch.float64)  # loss * n, PSNR sum, grey PSNR sum, n, SSIM sum
+    sums = torch.zeros(5, dtype=torch.float64)  # loss * n, PSNR sum, grey PSNR sum, SSIM sum, n
     for imgs in _val_batches(val, info):
         rgb = to_float(imgs.to(device, non_blocking=True))
         lab, L = lab_and_input(rgb)
@@ -154,14 +154,14 @@ def validate(model: ColorNet, val: Split | Iterable, device: torch.device, preci
         pred, grey = to_uint8(model.to_rgb(L, raw)).cpu(), to_uint8(grey_rgb(L)).cpu()
         imgs = imgs.cpu()
         sums += torch.tensor([float(model.loss(raw, lab, rgb)) * len(imgs), float(psnr(pred, imgs).sum()),
-                              float(psnr(grey, imgs).sum()), len(imgs), float(ssim(pred, imgs).sum())],
+                              float(psnr(grey, imgs).sum()), float(ssim(pred, imgs).sum()), len(imgs)],
                              dtype=torch.float64)
     model.train()
     if info.enabled:
         sums = ddp.all_reduce_sum(info, sums.to(device)).cpu()
-    n = max(float(sums[3]), 1.0)
+    n = max(float(sums[4]), 1.0)
     return {"val_loss": float(sums[0]) / n, "val_psnr": float(sums[1]) / n, "val_psnr_grey": float(sums[2]) / n,
-            "val_ssim": float(sums[4]) / n}
+            "val_ssim": float(sums[3]) / n}
 
 
 def _epoch_outputs(out: Path, model, val, records: list[dict], epoch: int, device, precision) -> None:

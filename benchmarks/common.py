@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmark drivers: the Keras/TF subprocess, interleaved rounds, FLOP counts, output."""
+"""Shared pieces of the benchmark drivers: the Keras/TF subprocess, interleaved rounds, FLOP counts, output,
+and a model's a*b* over a whole split."""
 
 from __future__ import annotations
 
@@ -153,3 +154,19 @@ def omp_note() -> str:
 def write_json(path: str | None, payload: dict) -> None:
     if path:
         Path(path).write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def chroma_all(model: torch.nn.Module, images: torch.Tensor, precision: str,
+               desc: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L, a*b*) of a loaded model on uint8 ``images``, decoded as ``evaluate`` decodes (the card's options);
+    with ``desc``, a progress bar of that name."""
+    from tqdm import tqdm
+
+    from autocolor.inference import predict_all
+
+    Ls, abs_ = [], []
+    with tqdm(total=len(images), desc=desc, unit="img", leave=False, disable=desc is None) as bar:
+        for _, L, raw in predict_all(model, images, "cpu", precision, progress=bar):
+            Ls.append(L)
+            abs_.append(model.chroma(L, raw).float())
+    return torch.cat(Ls), torch.cat(abs_)

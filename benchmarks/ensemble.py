@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from autocolor.colour import lab_from, to_uint8
 from autocolor.data import load_split
-from autocolor.inference import predict_all
 from autocolor.metrics import psnr, ssim
 from autocolor.runtime import pick_device, pick_precision
 from autocolor.weights import load_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import chroma_all  # noqa: E402
 
 
 def chroma(run: str, images: torch.Tensor, precision: str, views: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,12 +35,7 @@ def chroma(run: str, images: torch.Tensor, precision: str, views: dict) -> tuple
     model, card = load_model(run, fuse=True, overrides=views)
     if model.output != "ab":
         raise SystemExit(f"{run}: a {card['architecture']} model; this script averages a*b* regressions only")
-    Ls, abs_ = [], []
-    with tqdm(total=len(images), desc=Path(run).name, unit="img", leave=False) as bar:
-        for _, L, raw in predict_all(model, images, "cpu", precision, progress=bar):
-            Ls.append(L)
-            abs_.append(model.chroma(L, raw).float())
-    return torch.cat(Ls), torch.cat(abs_)
+    return chroma_all(model, images, precision, desc=Path(run).name)
 
 
 def scores(L: torch.Tensor, ab: torch.Tensor, images: torch.Tensor) -> tuple[float, float]:

@@ -16,16 +16,20 @@ the better of the model and the grey input, and the best of the model's a*b* sca
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from autocolor.colour import lab_and_input, lab_from, to_float, to_uint8
 from autocolor.data import load_split
-from autocolor.inference import predict_all
 from autocolor.metrics import psnr, ssim
 from autocolor.runtime import pick_precision
 from autocolor.weights import load_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import chroma_all  # noqa: E402
 
 ORACLE_SCALES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
 
@@ -50,8 +54,7 @@ def scores(images: torch.Tensor, L: torch.Tensor, ab: torch.Tensor) -> tuple[tor
 def model_ab(spec: str, images: torch.Tensor) -> torch.Tensor:
     """The a*b* that ``evaluate`` decodes for ``spec`` on ``images`` (card's views and decoding, its precision)."""
     model, _ = load_model(spec, "cpu", fuse=True)
-    precision = pick_precision("auto", torch.device("cpu"))
-    return torch.cat([model.chroma(L, raw).float() for _, L, raw in predict_all(model, images, "cpu", precision)])
+    return chroma_all(model, images, pick_precision("auto", torch.device("cpu")))[1]
 
 
 def box(x: torch.Tensor, r: int) -> torch.Tensor:
@@ -70,8 +73,8 @@ def model_rows(name: str, images: torch.Tensor, L: torch.Tensor,
                ab: torch.Tensor) -> tuple[list[tuple[str, float, float]], str]:
     """(row, mean SSIM, mean PSNR) for a model's ``ab``, its guided filtering and the two per-image oracle bounds
     on it; and a line on the spread of its per-image SSIM."""
-    grey_s, grey_p = scores(images, L, torch.zeros_like(ab))
     per_scale = [scores(images, L, ab * f) for f in ORACLE_SCALES]
+    grey_s, grey_p = per_scale[ORACLE_SCALES.index(0.0)]
     own_s, own_p = per_scale[ORACLE_SCALES.index(1.0)]
     pick = own_s >= grey_s
     ssims, psnrs = torch.stack([s for s, _ in per_scale]), torch.stack([p for _, p in per_scale])
@@ -99,8 +102,8 @@ def main() -> None:
     print("| a*b* | SSIM | PSNR (dB) |")
     print("|---|---:|---:|")
     for name, ab in references(lab[:, 1:]).items():
-        out = to_uint8(lab_from(L, ab))
-        print(f"| {name} | {ssim(out, images).mean().item():.4f} | {psnr(out, images).mean().item():.2f} |")
+        s, p = scores(images, L, ab)
+        print(f"| {name} | {s.mean().item():.4f} | {p.mean().item():.2f} |")
     spreads = []
     for spec in args.model:
         rows, spread = model_rows(spec, images, L, model_ab(spec, images))
