@@ -1,4 +1,5 @@
-"""The package's imports flow one way (data -> colour -> models -> train/evaluate -> colorize -> cli/app)."""
+"""The package's imports flow one way (data -> colour -> models -> train/evaluate -> colorize -> cli/app), and a wheel
+carries its bundled files."""
 
 from __future__ import annotations
 
@@ -71,3 +72,18 @@ def test_the_cycle_check_sees_imports_inside_functions():
     assert reachable(graph, "c") == {"d"} and reachable(graph, "a") == {"a", "b"}
     with pytest.raises(graphlib.CycleError):
         list(graphlib.TopologicalSorter(graph).static_order())
+
+
+def test_package_data_ships_every_bundled_file() -> None:
+    """Every file in autocolor/bundled and autocolor/samples matches a package-data pattern, so a wheel carries
+    the weights, cards, classifier and sample photos that `autocolor demo` and `--model NAME` need offline."""
+    import fnmatch
+    import tomllib
+
+    config = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["autocolor"]
+    files = [p.relative_to(PACKAGE).as_posix() for folder in ("bundled", "samples")
+             for p in (PACKAGE / folder).rglob("*") if p.is_file()]
+    assert any(f.endswith(".safetensors") for f in files) and any(f.startswith("samples/") for f in files)
+    missed = [f for f in files if not any(fnmatch.fnmatchcase(f, pat) for pat in patterns)]
+    assert not missed, f"not in the wheel: {missed}"
