@@ -54,3 +54,42 @@ def test_readme_commands_exist() -> None:
         assert f"make {target}" in readme
         assert re.search(rf"^{target}:", makefile, re.M), f"Makefile has no '{target}' target"
     assert "make test" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
+
+
+def commands(pattern: str) -> list[tuple[str, str, str]]:
+    """(page, command, its arguments) for each match of `pattern` in README.md, docs/ and benchmarks/results/.
+
+    Shell line continuations are joined; a command ends at a backtick, newline, pipe, `;`, `&` or `#` comment.
+    """
+    found = []
+    for page in [*PAGES, *sorted((ROOT / "benchmarks" / "results").glob("*.md"))]:
+        text = page.read_text(encoding="utf-8").replace("\\\n", " ")
+        found += [(page.name, m.group(1), m.group(2)) for m in re.finditer(pattern + r"((?:[^`\n|;&#])*)", text)]
+    return found
+
+
+def test_documented_cli_flags_exist() -> None:
+    from autocolor.cli import cli
+
+    used = commands(r"(?:^|[`\s(])autocolor (train|evaluate|colorize|demo|diagram|export|serve)\b")
+    assert len(used) > 20  # the pattern still finds the docs' commands
+    unknown = []
+    for page, name, args in used:
+        options = {o for p in cli.commands[name].params for o in (*p.opts, *p.secondary_opts)}
+        unknown += [(page, f"autocolor {name}", f) for f in FLAG.findall(args) if f not in options]
+    assert not unknown, f"flags the CLI does not have: {unknown}"
+
+
+def test_documented_script_flags_exist() -> None:
+    used = commands(r"python (?:-m )?((?:benchmarks|scripts)/[\w/]+\.py|autocolor\.\w+)")
+    assert len(used) > 20
+    unknown = []
+    for page, script, args in used:
+        path = ROOT / (script if script.endswith(".py") else script.replace(".", "/") + ".py")
+        assert path.exists(), f"{page} runs {script}, which does not exist"
+        options = set(re.findall(r"[\"'](--[a-z][a-z0-9-]*)[\"']", path.read_text(encoding="utf-8")))
+        unknown += [(page, script, f) for f in FLAG.findall(args) if f not in options]
+    assert not unknown, f"flags the scripts do not define: {unknown}"
