@@ -29,8 +29,13 @@ def build(name: str, **config) -> nn.Module:
     if name not in _REGISTRY:
         raise AutocolorError(f"unknown model {name!r}; known: {', '.join(sorted(_REGISTRY))}")
     fn = _REGISTRY[name]
+    params = inspect.signature(fn).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(config) - set(params))
+        if unknown:
+            raise TypeError(f"{name} has no option {', '.join(map(repr, unknown))}; its options: {', '.join(params)}")
     model = fn(**config)
-    defaults = {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not p.empty}
+    defaults = {k: p.default for k, p in params.items() if p.default is not p.empty}
     model.arch_name = name
     model.arch_config = {k: list(v) if isinstance(v, tuple) else v for k, v in {**defaults, **config}.items()}
     return model

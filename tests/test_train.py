@@ -218,6 +218,9 @@ def test_bundle_final_fit_carries_its_heldout_twin(tmp_path, straight, monkeypat
 def test_model_config_errors_are_user_errors(tmp_path):
     with pytest.raises(AutocolorError, match="does not fit unet: stem must be 1, 2 or 4"):
         train(_cfg(tmp_path, "a", model="unet", model_config={"stem": 3}), log=lambda *a: None)
+    # a misspelt option names itself and lists the ones the architecture has
+    with pytest.raises(AutocolorError, match=r"unet has no option 'widthz'; its options: widths, .*objective"):
+        train(_cfg(tmp_path, "c", model="unet", model_config={"widthz": [8]}), log=lambda *a: None)
     # a 2x2 stem and five levels need sides that are multiples of 32; with a 4x4 stem, 64: CIFAR-10's 32 is not
     with pytest.raises(AutocolorError, match="multiples of 64, and the training images are 32x32"):
         train(_cfg(tmp_path, "b", model="unet", model_config={"stem": 4, "widths": (4, 8, 8, 8, 8)}),
