@@ -1,4 +1,5 @@
-"""The README and docs/ point only at files and sections that exist, and keep the two commands true."""
+"""The README, docs/ and benchmarks/results/ point only at files, sections and flags that exist, and keep the two
+commands true."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+         *sorted((ROOT / "benchmarks" / "results").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
@@ -60,12 +62,12 @@ FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
 
 
 def commands(pattern: str) -> list[tuple[str, str, str]]:
-    """(page, command, its arguments) for each match of `pattern` in README.md, docs/ and benchmarks/results/.
+    """(page, command, its arguments) for each match of `pattern` in PAGES.
 
     Shell line continuations are joined; a command ends at a backtick, newline, pipe, `;`, `&` or `#` comment.
     """
     found = []
-    for page in [*PAGES, *sorted((ROOT / "benchmarks" / "results").glob("*.md"))]:
+    for page in PAGES:
         text = page.read_text(encoding="utf-8").replace("\\\n", " ")
         found += [(page.name, m.group(1), m.group(2)) for m in re.finditer(pattern + r"((?:[^`\n|;&#])*)", text)]
     return found
