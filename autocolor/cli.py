@@ -41,6 +41,8 @@ def cli() -> None:
               help="DataLoader worker processes decoding --images (per training process).")
 @click.option("--shift", type=click.IntRange(0, 8), default=0, show_default=True, metavar="N",
               help="CIFAR-10 augmentation: random translations of up to N pixels (mirrored borders).")
+@click.option("--zoom", type=click.FloatRange(0, 1), default=0.0, show_default=True, metavar="Z",
+              help="CIFAR-10 augmentation: random zooms in by a factor of 1 to 1+Z (bilinear, random position).")
 @click.option("--final-fit", is_flag=True,
               help="CIFAR-10: train on all 50,000 training images (validation images included; use once the recipe "
                    "is chosen on the split).")
@@ -57,8 +59,8 @@ def cli() -> None:
               help='Architecture options, e.g. \'{"widths": [24, 48, 96, 192]}\'.')
 @click.option("--list", "list_models", is_flag=True, help="List the registered architectures and exit.")
 def train(model, epochs, batch_size, lr, weight_decay, max_images, images, image_size, val_images, val_fraction,
-          workers, shift, final_fit, sync_bn, out, resume, stop_after, device, precision, seed, data, model_config,
-          list_models) -> None:
+          workers, shift, zoom, final_fit, sync_bn, out, resume, stop_after, device, precision, seed, data,
+          model_config, list_models) -> None:
     """Train a colorizer on CIFAR-10 or your own image folder; runs on many GPUs/machines under torchrun.
 
     Validation uses a held-out part of the training set (or --val-images). For several processes:
@@ -76,7 +78,8 @@ def train(model, epochs, batch_size, lr, weight_decay, max_images, images, image
                       out=out or f"runs/{model}", resume=resume, device=device, precision=precision, seed=seed,
                       data=data, stop_after=stop_after, command=shlex.join(["autocolor", *sys.argv[1:]]),
                       images=images, val_images=val_images, val_fraction=val_fraction, image_size=image_size,
-                      workers=workers, sync_bn=sync_bn, shift=shift, final_fit=final_fit,
+                      workers=workers, sync_bn=sync_bn, shift=shift, zoom=zoom,
+                      final_fit=final_fit,
                       model_config=_json_object(model_config, "--model-config"))
     if image_size and not images:
         raise AutocolorError("--image-size applies to --images folders (CIFAR-10 images are 32x32)")
@@ -84,6 +87,8 @@ def train(model, epochs, batch_size, lr, weight_decay, max_images, images, image
         raise AutocolorError("--val-images needs --images DIR")
     if shift and images:
         raise AutocolorError("--shift applies to CIFAR-10 (--images folders are already randomly cropped)")
+    if zoom and images:
+        raise AutocolorError("--zoom applies to CIFAR-10 (--images folders are already randomly cropped)")
     if final_fit and images:
         raise AutocolorError("--final-fit applies to CIFAR-10 (a folder's validation split is --val-images)")
     run(cfg, log=click.echo)

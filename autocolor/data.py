@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from autocolor.download import FOLDER, download_cifar10
 from autocolor.errors import AutocolorError
@@ -158,10 +159,28 @@ def shift_images(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> to
     return out.permute(0, 3, 1, 2).contiguous()
 
 
+def zoom_images(images: torch.Tensor, scale: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor) -> torch.Tensor:
+    """Zoom each uint8 image of ``images`` (N, C, H, W) in by ``scale[i]`` >= 1 (bilinear), keeping its size.
+
+    ``cy``/``cx`` in [-1, 1] place the crop: -1 its top/left edge, 0 the centre, 1 the bottom/right edge.
+    A scale of 1 returns the image unchanged.
+    """
+    inv = 1.0 / scale.float()
+    theta = torch.zeros(len(images), 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = inv
+    theta[:, 0, 2] = cx.float() * (1 - inv)  # affine_grid's x is the width axis
+    theta[:, 1, 2] = cy.float() * (1 - inv)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    out = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
 def epoch_batches(split: Split, batch_size: int, seed: int, epoch: int, augment: bool = True,
-                  shard: tuple[int, int] = (0, 1), shift: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                  shard: tuple[int, int] = (0, 1), shift: int = 0,
+                  zoom: float = 0.0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield uint8 image batches (and labels) for one epoch: seeded shuffle, bulk horizontal flips and,
-    with ``shift=S``, random translations of up to S pixels each way (mirrored borders).
+    with ``shift=S``, random translations of up to S pixels each way (mirrored borders); with ``zoom=Z``,
+    random zooms in by 1 to 1 + Z at a random position (applied before the shifts).
 
     The order, flips and shifts depend only on (seed, epoch), so a resumed run sees exactly the same batches.
     ``shard=(rank, world)`` gives each process its slice of every global batch (for DDP).
@@ -171,6 +190,9 @@ def epoch_batches(split: Split, batch_size: int, seed: int, epoch: int, augment:
     flips = torch.rand(len(split), generator=gen) < 0.5
     if shift:  # drawn after the flips, so runs without shifts see the same order and flips as before
         offsets = torch.randint(-shift, shift + 1, (len(split), 2), generator=gen)
+    if zoom:  # drawn last, so runs without zooms see the same batches as before
+        scales = 1 + zoom * torch.rand(len(split), generator=gen)
+        centres = torch.rand(len(split), 2, generator=gen) * 2 - 1
     rank, world = shard
     n_batches = len(split) // batch_size
     for b in range(n_batches):
@@ -179,6 +201,8 @@ def epoch_batches(split: Split, batch_size: int, seed: int, epoch: int, augment:
         if augment:
             f = flips[idx]
             imgs[f] = imgs[f].flip(-1)
+            if zoom:
+                imgs = zoom_images(imgs, scales[idx], centres[idx, 0], centres[idx, 1])
             if shift:
                 imgs = shift_images(imgs, offsets[idx, 0], offsets[idx, 1])
         yield imgs, split.labels[idx]

@@ -97,6 +97,32 @@ def test_epoch_batches_shift_keeps_order_and_flips(splits):
     assert max(same) < other
 
 
+def test_zoom_images_crops_and_upsamples():
+    x = torch.randint(0, 256, (3, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    ones, zeros = torch.ones(3), torch.zeros(3)
+    assert torch.equal(data.zoom_images(x, ones, -ones, ones), x), "a scale of 1 is the identity wherever placed"
+    ramp = (torch.arange(8, dtype=torch.uint8) * 30).expand(1, 1, 8, 8).contiguous()
+    top_left = data.zoom_images(ramp, torch.tensor([2.0]), -torch.ones(1), -torch.ones(1))[0, 0]
+    bottom_right = data.zoom_images(ramp, torch.tensor([2.0]), torch.ones(1), torch.ones(1))[0, 0]
+    assert top_left.max() < 105 < bottom_right.min(), "x2: the left / right half of the ramp (its middle is 105)"
+    assert torch.equal(top_left[0], top_left[5]), "a horizontal ramp stays constant down each column"
+    assert (top_left[0].diff() >= 0).all() and top_left[0, -1] > top_left[0, 0], "still increasing, stretched"
+    flat = torch.full((1, 3, 8, 8), 77, dtype=torch.uint8)
+    assert torch.equal(data.zoom_images(flat, torch.tensor([1.7]), zeros[:1], zeros[:1]), flat)
+
+
+def test_epoch_batches_zoom_keeps_order_flips_and_shifts(splits):
+    small = splits["get"]("test").subset(slice(0, 64))
+    plain = [x for x, _ in data.epoch_batches(small, 32, seed=3, epoch=2, shift=2)]
+    zoomed = [x for x, _ in data.epoch_batches(small, 32, seed=3, epoch=2, shift=2, zoom=0.3)]
+    again = [x for x, _ in data.epoch_batches(small, 32, seed=3, epoch=2, shift=2, zoom=0.3)]
+    assert all(torch.equal(a, b) for a, b in zip(zoomed, again, strict=True)), "zooms are seeded"
+    assert not torch.equal(plain[0], zoomed[0])
+    diff = [(a.float() - b.float()).abs().mean() for a, b in zip(plain, zoomed, strict=True)]
+    other = (plain[0].float() - plain[1].float()).abs().mean()
+    assert max(diff) < other / 2, "the same images in the same order, only rescaled"
+
+
 def test_unknown_split_is_a_user_error():
     with pytest.raises(AutocolorError, match="unknown split 'dev'"):
         data.load_split("dev")
