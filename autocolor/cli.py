@@ -43,6 +43,8 @@ def cli() -> None:
               help="CIFAR-10 augmentation: random translations of up to N pixels (mirrored borders).")
 @click.option("--zoom", type=click.FloatRange(0, 1), default=0.0, show_default=True, metavar="Z",
               help="CIFAR-10 augmentation: random zooms in by a factor of 1 to 1+Z (bilinear, random position).")
+@click.option("--contrast", type=click.FloatRange(0, 0.9), default=0.0, show_default=True, metavar="C",
+              help="CIFAR-10 augmentation: each image's contrast scaled by a random 1-C to 1+C about its mean.")
 @click.option("--final-fit", is_flag=True,
               help="CIFAR-10: train on all 50,000 training images (validation images included; use once the recipe "
                    "is chosen on the split).")
@@ -59,7 +61,7 @@ def cli() -> None:
               help='Architecture options, e.g. \'{"widths": [24, 48, 96, 192]}\'.')
 @click.option("--list", "list_models", is_flag=True, help="List the registered architectures and exit.")
 def train(model, epochs, batch_size, lr, weight_decay, max_images, images, image_size, val_images, val_fraction,
-          workers, shift, zoom, final_fit, sync_bn, out, resume, stop_after, device, precision, seed, data,
+          workers, shift, zoom, contrast, final_fit, sync_bn, out, resume, stop_after, device, precision, seed, data,
           model_config, list_models) -> None:
     """Train a colorizer on CIFAR-10 or your own image folder; runs on many GPUs/machines under torchrun.
 
@@ -78,7 +80,7 @@ def train(model, epochs, batch_size, lr, weight_decay, max_images, images, image
                       out=out or f"runs/{model}", resume=resume, device=device, precision=precision, seed=seed,
                       data=data, stop_after=stop_after, command=shlex.join(["autocolor", *sys.argv[1:]]),
                       images=images, val_images=val_images, val_fraction=val_fraction, image_size=image_size,
-                      workers=workers, sync_bn=sync_bn, shift=shift, zoom=zoom,
+                      workers=workers, sync_bn=sync_bn, shift=shift, zoom=zoom, contrast=contrast,
                       final_fit=final_fit,
                       model_config=_json_object(model_config, "--model-config"))
     if image_size and not images:
@@ -89,6 +91,8 @@ def train(model, epochs, batch_size, lr, weight_decay, max_images, images, image
         raise AutocolorError("--shift applies to CIFAR-10 (--images folders are already randomly cropped)")
     if zoom and images:
         raise AutocolorError("--zoom applies to CIFAR-10 (--images folders are already randomly cropped)")
+    if contrast and images:
+        raise AutocolorError("--contrast applies to CIFAR-10")
     if final_fit and images:
         raise AutocolorError("--final-fit applies to CIFAR-10 (a folder's validation split is --val-images)")
     run(cfg, log=click.echo)

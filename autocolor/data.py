@@ -175,12 +175,21 @@ def zoom_images(images: torch.Tensor, scale: torch.Tensor, cy: torch.Tensor, cx:
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
+def contrast_images(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Scale each uint8 image's contrast about its own mean (over pixels and channels) by ``factor[i]``, clipped."""
+    x = images.float()
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    out = mean + factor.float().view(-1, 1, 1, 1) * (x - mean)
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
 def epoch_batches(split: Split, batch_size: int, seed: int, epoch: int, augment: bool = True,
                   shard: tuple[int, int] = (0, 1), shift: int = 0,
-                  zoom: float = 0.0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                  zoom: float = 0.0, contrast: float = 0.0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield uint8 image batches (and labels) for one epoch: seeded shuffle, bulk horizontal flips and,
     with ``shift=S``, random translations of up to S pixels each way (mirrored borders); with ``zoom=Z``,
-    random zooms in by 1 to 1 + Z at a random position (applied before the shifts).
+    random zooms in by 1 to 1 + Z at a random position (applied before the shifts); with ``contrast=C``, each
+    image's contrast scaled by 1 - C to 1 + C about its mean.
 
     The order, flips and shifts depend only on (seed, epoch), so a resumed run sees exactly the same batches.
     ``shard=(rank, world)`` gives each process its slice of every global batch (for DDP).
@@ -190,9 +199,11 @@ def epoch_batches(split: Split, batch_size: int, seed: int, epoch: int, augment:
     flips = torch.rand(len(split), generator=gen) < 0.5
     if shift:  # drawn after the flips, so runs without shifts see the same order and flips as before
         offsets = torch.randint(-shift, shift + 1, (len(split), 2), generator=gen)
-    if zoom:  # drawn last, so runs without zooms see the same batches as before
+    if zoom:  # drawn after the shifts, so runs without zooms see the same batches as before
         scales = 1 + zoom * torch.rand(len(split), generator=gen)
         centres = torch.rand(len(split), 2, generator=gen) * 2 - 1
+    if contrast:  # drawn after all the others, which stay as they were
+        factors = 1 + contrast * (torch.rand(len(split), generator=gen) * 2 - 1)
     rank, world = shard
     n_batches = len(split) // batch_size
     for b in range(n_batches):
@@ -205,4 +216,6 @@ def epoch_batches(split: Split, batch_size: int, seed: int, epoch: int, augment:
                 imgs = zoom_images(imgs, scales[idx], centres[idx, 0], centres[idx, 1])
             if shift:
                 imgs = shift_images(imgs, offsets[idx, 0], offsets[idx, 1])
+            if contrast:
+                imgs = contrast_images(imgs, factors[idx])
         yield imgs, split.labels[idx]

@@ -68,6 +68,7 @@ class TrainConfig:
     sync_bn: bool = False
     shift: int = 0  # CIFAR-10 augmentation: random translations of up to this many pixels
     zoom: float = 0.0  # CIFAR-10 augmentation: random zooms in by a factor of 1 to 1 + zoom
+    contrast: float = 0.0  # CIFAR-10 augmentation: each image's contrast scaled by 1 - contrast to 1 + contrast
     final_fit: bool = False  # CIFAR-10: train on all 50,000 (the validation images included; monitoring only)
 
 
@@ -242,7 +243,8 @@ def _cifar_data(cfg: TrainConfig, info: ddp.DistInfo, device: torch.device) -> _
     def batches(epoch: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         shard = (info.rank, info.world)
         for i, (imgs, labels) in enumerate(epoch_batches(train_split, cfg.batch_size, cfg.seed, epoch,
-                                                         shard=shard, shift=cfg.shift, zoom=cfg.zoom)):
+                                                         shard=shard, shift=cfg.shift, zoom=cfg.zoom,
+                                                         contrast=cfg.contrast)):
             if i >= start:
                 yield (imgs.pin_memory() if pin else imgs), labels
 
@@ -359,7 +361,8 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
         ck = ddp.run_on_main(info, lambda: _load_checkpoint(out / CHECKPOINT))  # one file, sent to every rank
         # these fix the model, the LR schedule's length and the data order, so they must not change on resume
         fixed = ("model", "model_config", "epochs", "batch_size", "lr", "weight_decay", "max_images", "seed",
-                 "images", "val_images", "val_fraction", "image_size", "shift", "zoom", "final_fit")
+                 "images", "val_images", "val_fraction", "image_size", "shift", "zoom", "contrast",
+                 "final_fit")
         was = {k: ck["config"].get(k, getattr(TrainConfig(), k)) for k in fixed}  # older checkpoints: defaults
         changed = [f"--{k.replace('_', '-')} {was[k]} (now {getattr(cfg, k)})" for k in fixed
                    if was[k] != getattr(cfg, k)]
@@ -461,6 +464,7 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
                          "batch_size": cfg.batch_size, "batch_size_is_global": True, "processes": info.world,
                          "sync_bn": cfg.sync_bn and info.enabled, "lr": cfg.lr,
                          "weight_decay": cfg.weight_decay, "shift": cfg.shift, "zoom": cfg.zoom,
+                         "contrast": cfg.contrast,
                          "final_fit": cfg.final_fit,
                          "precision": precision, "device": str(device), "seed": cfg.seed,
                          "seconds": round(elapsed, 1), "seconds_with_validation": round(wall, 1),

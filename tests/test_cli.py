@@ -65,6 +65,7 @@ def empty_dir(tmp_path):
     (["train", "--images", "{tmp}", "--zoom", "0.2", "--out", "{tmp}/run"], 1, "--zoom applies to CIFAR-10"),
     (["train", "--images", "{tmp}", "--shift", "2", "--out", "{tmp}/run"], 1, "--shift applies to CIFAR-10"),
     (["train", "--zoom", "1.5"], 2, "Invalid value for '--zoom'"),
+    (["train", "--images", "{tmp}", "--contrast", "0.2", "--out", "{tmp}/run"], 1, "--contrast applies to CIFAR-10"),
 ])
 def test_user_errors_are_one_line(argv, code, expect, empty_dir, capsys):
     (empty_dir / "weights.pt").write_bytes(b"not really")
@@ -132,9 +133,10 @@ def test_train_options_reach_the_run_config(monkeypatch, tmp_path):
     seen = []
     monkeypatch.setattr(train_mod, "train", lambda cfg, log: seen.append(cfg))
     args = ["train", "--model", "unet", "--weight-decay", "0.05", "--lr", "0.001", "--shift", "2",
-            "--zoom", "0.25", "--out", str(tmp_path / "run"), "--device", "cpu"]
+            "--zoom", "0.25", "--contrast", "0.1", "--out", str(tmp_path / "run"), "--device", "cpu"]
     monkeypatch.setattr(sys, "argv", ["autocolor", *args])
     assert cli.main(args) == 0
     (cfg,) = seen
-    assert (cfg.model, cfg.weight_decay, cfg.lr, cfg.shift, cfg.zoom) == ("unet", 0.05, 0.001, 2, 0.25)
+    assert (cfg.model, cfg.weight_decay, cfg.lr, cfg.shift, cfg.zoom, cfg.contrast) == ("unet", 0.05, 0.001, 2, 0.25,
+                                                                                       0.1)
     assert cfg.command.startswith("autocolor train --model unet --weight-decay 0.05")  # what the card records

@@ -123,6 +123,26 @@ def test_epoch_batches_zoom_keeps_order_flips_and_shifts(splits):
     assert max(diff) < other / 2, "the same images in the same order, only rescaled"
 
 
+def test_contrast_images_scales_about_the_mean():
+    x = torch.tensor([[[[100, 140], [120, 120]]]], dtype=torch.uint8).expand(2, 3, 2, 2).contiguous()
+    assert torch.equal(data.contrast_images(x, torch.ones(2)), x)
+    out = data.contrast_images(x, torch.tensor([0.5, 20.0]))
+    assert out[0, 0].tolist() == [[110, 130], [120, 120]], "halved about the mean 120"
+    assert out[1, 0].tolist() == [[0, 255], [120, 120]], "clipped to 8 bits"
+
+
+def test_epoch_batches_contrast_keeps_the_other_augmentations(splits):
+    small = splits["get"]("test").subset(slice(0, 64))
+    plain = [x for x, _ in data.epoch_batches(small, 32, seed=3, epoch=2, shift=2, zoom=0.2)]
+    jittered = [x for x, _ in data.epoch_batches(small, 32, seed=3, epoch=2, shift=2, zoom=0.2, contrast=0.3)]
+    assert not torch.equal(plain[0], jittered[0])
+    for a, b in zip(plain, jittered, strict=True):  # the same pixels, each image's deviations from its mean rescaled
+        da = a.float() - a.float().mean(dim=(1, 2, 3), keepdim=True)
+        db = b.float() - b.float().mean(dim=(1, 2, 3), keepdim=True)
+        ratio = (da * db).sum(dim=(1, 2, 3)) / (da * da).sum(dim=(1, 2, 3))
+        assert ((ratio > 0.65) & (ratio < 1.35)).all(), ratio
+
+
 def test_unknown_split_is_a_user_error():
     with pytest.raises(AutocolorError, match="unknown split 'dev'"):
         data.load_split("dev")
