@@ -191,7 +191,7 @@ def epoch_batches(split: Split, batch_size: int, seed: int, epoch: int, augment:
     random zooms in by 1 to 1 + Z at a random position (applied before the shifts); with ``contrast=C``, each
     image's contrast scaled by 1 - C to 1 + C about its mean.
 
-    The order, flips and shifts depend only on (seed, epoch), so a resumed run sees exactly the same batches.
+    The order and every random augmentation depend only on (seed, epoch), so a resumed run sees the same batches.
     ``shard=(rank, world)`` gives each process its slice of every global batch (for DDP).
     """
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
