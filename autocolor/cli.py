@@ -87,12 +87,9 @@ def train(model, epochs, batch_size, lr, weight_decay, max_images, images, image
         raise AutocolorError("--image-size applies to --images folders (CIFAR-10 images are 32x32)")
     if val_images and not images:
         raise AutocolorError("--val-images needs --images DIR")
-    if shift and images:
-        raise AutocolorError("--shift applies to CIFAR-10 (--images folders are already randomly cropped)")
-    if zoom and images:
-        raise AutocolorError("--zoom applies to CIFAR-10 (--images folders are already randomly cropped)")
-    if contrast and images:
-        raise AutocolorError("--contrast applies to CIFAR-10")
+    for flag, value in (("--shift", shift), ("--zoom", zoom), ("--contrast", contrast)):
+        if value and images:
+            raise AutocolorError(f"{flag} applies to CIFAR-10 (--images folders get random crops only)")
     if final_fit and images:
         raise AutocolorError("--final-fit applies to CIFAR-10 (a folder's validation split is --val-images)")
     run(cfg, log=click.echo)

@@ -159,6 +159,11 @@ def shift_images(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> to
     return out.permute(0, 3, 1, 2).contiguous()
 
 
+def _to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Float pixel values in 0..255 -> uint8, rounded to nearest and clipped."""
+    return x.round_().clamp_(0, 255).to(torch.uint8)
+
+
 def zoom_images(images: torch.Tensor, scale: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor) -> torch.Tensor:
     """Zoom each uint8 image of ``images`` (N, C, H, W) in by ``scale[i]`` >= 1 (bilinear), keeping its size.
 
@@ -172,7 +177,7 @@ def zoom_images(images: torch.Tensor, scale: torch.Tensor, cy: torch.Tensor, cx:
     theta[:, 1, 2] = cy.float() * (1 - inv)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     out = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return out.round_().clamp_(0, 255).to(torch.uint8)
+    return _to_uint8(out)
 
 
 def contrast_images(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -180,7 +185,7 @@ def contrast_images(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     x = images.float()
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     out = mean + factor.float().view(-1, 1, 1, 1) * (x - mean)
-    return out.round_().clamp_(0, 255).to(torch.uint8)
+    return _to_uint8(out)
 
 
 def epoch_batches(split: Split, batch_size: int, seed: int, epoch: int, augment: bool = True,

@@ -464,8 +464,7 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
                          "batch_size": cfg.batch_size, "batch_size_is_global": True, "processes": info.world,
                          "sync_bn": cfg.sync_bn and info.enabled, "lr": cfg.lr,
                          "weight_decay": cfg.weight_decay, "shift": cfg.shift, "zoom": cfg.zoom,
-                         "contrast": cfg.contrast,
-                         "final_fit": cfg.final_fit,
+                         "contrast": cfg.contrast, "final_fit": cfg.final_fit,
                          "precision": precision, "device": str(device), "seed": cfg.seed,
                          "seconds": round(elapsed, 1), "seconds_with_validation": round(wall, 1),
                          "machine": machine_name()}}
