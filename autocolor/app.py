@@ -6,9 +6,12 @@ read by ``autocolor.imageio`` (size, pixel and format checks); a bad upload show
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # works offline; no calls home
@@ -20,11 +23,25 @@ from autocolor.errors import AutocolorError  # noqa: E402
 from autocolor.imageio import DEFAULT_MAX_PIXELS, write_image  # noqa: E402
 
 DEFAULT_UPLOAD_MB = 20.0
+KEEP_S = 3600  # results stay downloadable this long; older ones (ours and Gradio's cache) are deleted
 
 
 def _error(message: str) -> gr.Error:
     """An error shown in the page (no traceback in the server log: it is the user's file, not a bug)."""
     return gr.Error(message, print_exception=False)
+
+
+def prune(folder: Path, max_age_s: float) -> int:
+    """Delete the entries of ``folder`` last changed more than ``max_age_s`` seconds ago; returns how many."""
+    cutoff, removed = time.time() - max_age_s, 0
+    for entry in folder.iterdir():
+        try:
+            if entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+                removed += 1
+        except OSError:  # gone already, or in use by a parallel request: the next prune tries again
+            pass
+    return removed
 
 
 def _grey_preview(photo) -> Image.Image:
@@ -71,6 +88,7 @@ def build_app(models: list[str] | None = None, max_upload_mb: float = DEFAULT_UP
     specs = [str(m) for m in (models or default_models())]
     cache = _Models(specs, device, max_pixels)
     outdir = Path(tempfile.mkdtemp(prefix="autocolor-app-"))
+    atexit.register(shutil.rmtree, outdir, ignore_errors=True)
 
     def run(upload: str | None, spec: str, saturation: float):
         if not upload:
@@ -89,6 +107,7 @@ def build_app(models: list[str] | None = None, max_upload_mb: float = DEFAULT_UP
             result = col.colorize(photo, saturation=float(saturation))
             grey = _grey_preview(photo)
             stem = path.stem or "photo"
+            prune(outdir, KEEP_S)
             out = write_image(result, Path(tempfile.mkdtemp(dir=outdir)) / f"{stem}-colorized.png")
         except AutocolorError as exc:
             raise _error(str(exc).replace(str(path), name)) from None
@@ -96,7 +115,7 @@ def build_app(models: list[str] | None = None, max_upload_mb: float = DEFAULT_UP
             raise _error(f"{name}: not enough memory for this image") from None
         return grey, result, str(out)
 
-    with gr.Blocks(title="autocolor") as app:
+    with gr.Blocks(title="autocolor", delete_cache=(KEEP_S, KEEP_S)) as app:
         gr.Markdown("# autocolor\nColorize a greyscale photo (colour photos are converted to grey first). "
                     f"Limits: {max_upload_mb:g} MB, {max_pixels / 1e6:g} megapixels.")
         with gr.Row():

@@ -68,12 +68,13 @@ def train(model, epochs, batch_size, lr, weight_decay, max_images, images, image
     Validation uses a held-out part of the training set (or --val-images). For several processes:
     torchrun --nproc-per-node=N -m autocolor train ... (see docs/training.md).
     """
-    from autocolor.models import names
+    from autocolor.models import names, trainable
     from autocolor.train import TrainConfig
     from autocolor.train import train as run
 
     if list_models:
-        click.echo("\n".join(names()))
+        click.echo("\n".join(n if trainable(n) else f"{n}  (not trained: assembled from trained runs, "
+                                                        "scripts/ensemble.py)" for n in names()))
         return
     cfg = TrainConfig(model=model, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                       max_images=max_images,
@@ -113,7 +114,9 @@ def _json_object(text: str | None, flag: str) -> dict:
 @click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
 @click.option("--max-images", type=click.IntRange(1), default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--grid", default=None, metavar="FILE.png", help="Grid PNG path (default eval-NAME.png).")
+@click.option("--grid", default=None, metavar="FILE.png",
+              help="Grid PNG of the first images, grey | colorized | original (default eval-NAME.png).")
+@click.option("--no-grid", is_flag=True, help="Write no grid PNG.")
 @DEVICE
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="auto: bf16 where the CPU/GPU runs it natively, else fp32.")
@@ -130,15 +133,17 @@ def _json_object(text: str | None, flag: str) -> dict:
 @click.option("--classifier", default=None, metavar="FILE.safetensors",
               help="Classifier for semantic accuracy instead of the bundled one (python -m autocolor.classifier "
                    "--split train makes one that has not seen the validation images).")
-def evaluate(model, split, max_images, as_json, grid, device, precision, saturation, temperature, boost, boost_max,
-             data, images, classifier) -> None:
+def evaluate(model, split, max_images, as_json, grid, no_grid, device, precision, saturation, temperature, boost,
+             boost_max, data, images, classifier) -> None:
     """Score a trained model against the grey input (PSNR, SSIM, colourfulness, AuC)."""
     from pathlib import Path
 
     from autocolor.evaluate import evaluate as run
     from autocolor.nets import decoding_options
 
-    grid = grid or f"eval-{Path(model).stem if Path(model).suffix else Path(model).name}.png"
+    if no_grid and grid:
+        raise AutocolorError("--grid and --no-grid contradict each other")
+    grid = None if no_grid else grid or f"eval-{Path(model).stem if Path(model).suffix else Path(model).name}.png"
     res = run(model, split=split, max_images=max_images, data=data, device=device, precision=precision,
               grid=grid, progress=not as_json, saturation=saturation, images=images, classifier=classifier,
               **decoding_options(temperature, boost, boost_max))
@@ -150,7 +155,8 @@ def evaluate(model, split, max_images, as_json, grid, device, precision, saturat
     click.echo(f"{res['model']} on {res['n_images']} {what} (grey input in brackets)")
     for key in ("psnr", "ssim", "colorfulness", "delta_colorfulness", "auc"):
         click.echo(f"  {key:<20} {res[key]:>9.4f}   ({g[key]:.4f})")
-    click.echo(f"  ground-truth colorfulness {res['ground_truth']['colorfulness']:.4f}; grid: {res['grid']}")
+    click.echo(f"  ground-truth colorfulness {res['ground_truth']['colorfulness']:.4f}"
+               + (f"; grid: {res['grid']}" if res.get("grid") else ""))
 
 
 @cli.command()

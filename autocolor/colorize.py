@@ -1,8 +1,8 @@
 """Colorize real photos of any size: chroma predicted at a small working size, lightness kept at full size.
 
-The model sees the photo's CIE L*/100 resized so its long side is ``size`` (sides multiples of 8); its
-a*, b* are upsampled bilinearly to the full size and joined with the full-resolution L*, so the result
-has the input's size and lightness (up to gamut clipping and 8-bit rounding).
+The model sees the photo's CIE L*/100 resized so its long side is ``size`` (sides multiples of the model's
+``size_multiple``); its a*, b* are upsampled bilinearly to the full size and joined with the full-resolution
+L*, so the result has the input's size and lightness (up to gamut clipping and 8-bit rounding).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from autocolor.unet import check_boost_max
 # peak at 64-128 for the seed model (CIFAR-trained, 32x32) and larger sizes add false blue/green blotches;
 # a model card may override it with "colorize_size".
 DEFAULT_SIZE = 64
-PREFERRED = ("default", "vivid", "seed-lab", "seed")
+PREFERRED = ("vivid", "seed-lab", "seed")  # stand-ins, best first, when "default" is not bundled
 STRIP_PIXELS = 1 << 20  # full-resolution Lab work is done in row strips of about this many pixels
 
 ImageLike = Image.Image | np.ndarray | str | os.PathLike
@@ -43,10 +43,8 @@ def resolve_model(spec: str, notice: Callable[[str], None] | None = None) -> str
     """``default`` falls back to the best bundled model while ``default`` itself is not bundled."""
     from autocolor.weights import bundled_names
 
-    if spec != "default" or Path(spec).exists():
-        return spec
     names = bundled_names()
-    if "default" in names:
+    if spec != "default" or "default" in names or any(Path(spec).glob("*.safetensors")) or Path(spec).is_file():
         return spec
     for name in PREFERRED:
         if name in names:

@@ -114,3 +114,6 @@ def vivid_ensemble(vivid: list[dict] | None = None, fidelity: list[dict] | None 
     scale at most ``boost_max`` (see ``VividEnsemble``)."""
     return VividEnsemble(vivid, fidelity, fidelity_weight, temperature, boost, boost_max)
 
+
+vivid_ensemble.trainable = False  # what ``registry.trainable`` (``train --list``) reads
+

@@ -5,9 +5,9 @@ from __future__ import annotations
 from torch import nn
 
 from autocolor import ensemble, seed, unet  # noqa: F401  (registers seed, seed-lab, unet, unet-vivid, vivid-ensemble)
-from autocolor.registry import build, names
+from autocolor.registry import build, names, trainable
 
-__all__ = ["build", "names", "count_params"]
+__all__ = ["build", "names", "trainable", "count_params"]
 
 
 def count_params(model: nn.Module) -> int:

@@ -49,6 +49,12 @@ class ColorNet(nn.Module):
         return lab_from(L, saturate(self.chroma(L, raw, **opts), saturation))
 
     @torch.no_grad()
+    @torch.no_grad()
     def colorize(self, L: torch.Tensor, **opts) -> torch.Tensor:
-        """Convenience: eval-mode forward then ``to_rgb``."""
-        return self.to_rgb(L, self(L), **opts)
+        """Convenience: eval-mode forward then ``to_rgb``; the module's train/eval mode is restored after."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self.to_rgb(L, self(L), **opts)
+        finally:
+            self.train(was_training)

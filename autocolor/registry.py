@@ -44,3 +44,8 @@ def build(name: str, **config) -> nn.Module:
 def names() -> list[str]:
     """Registered architecture names, sorted."""
     return sorted(_REGISTRY)
+
+
+def trainable(name: str) -> bool:
+    """False for architectures that are assembled from trained runs (e.g. ``vivid-ensemble``), not trained."""
+    return bool(getattr(_REGISTRY[name], "trainable", True))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import subprocess
 from pathlib import Path
 
 import torch
@@ -23,12 +24,20 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def cpu_has_bf16() -> bool:
-    """True when the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX)."""
+    """True when the CPU has native bf16 instructions: AVX512-BF16 or AMX on x86, the BF16 extension on Arm
+    (Linux's ``bf16`` feature; on macOS ``hw.optional.arm.FEAT_BF16``, which M1 lacks and M2 and later have)."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        flags = set(Path("/proc/cpuinfo").read_text().split())
     except OSError:
-        return platform.machine() == "arm64"
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        if platform.system() != "Darwin":
+            return False
+        try:
+            got = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_BF16"], capture_output=True, text=True,
+                                 timeout=5)
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return got.stdout.strip() == "1"
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
 def pick_precision(name: str, device: torch.device) -> str:

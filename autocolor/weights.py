@@ -82,21 +82,27 @@ def bundled_names() -> list[str]:
 
 
 def resolve(spec: str | os.PathLike) -> Path:
-    """Find the weights file for a bundled name, a run folder or a .safetensors path."""
+    """Find the weights file for a bundled name, a run folder or a .safetensors path.
+
+    A folder counts as a run folder when it holds .safetensors weights; a weightless folder that has a bundled
+    model's name (say ``-o vivid`` from an earlier colorize) does not hide that bundled model."""
     p = Path(spec).expanduser()
+    bundled = BUNDLED / f"{spec}.safetensors"
     if p.is_dir():
         cands = sorted(p.glob("*.safetensors"))
-        if not cands:
-            raise AutocolorError(f"no .safetensors weights in {p}")
-        return p / "model.safetensors" if (p / "model.safetensors").exists() else cands[0]
+        if cands:
+            return p / "model.safetensors" if (p / "model.safetensors").exists() else cands[0]
+        if str(spec) in bundled_names():  # e.g. an output folder named `vivid` beside the user: not a run folder
+            return bundled
+        raise AutocolorError(f"no .safetensors weights in {p}")
     if p.suffix == ".safetensors" or p.exists():
         if not p.is_file():
             raise AutocolorError(f"weights file not found: {p}")
         if p.suffix != ".safetensors":
             raise AutocolorError(f"{p}: only .safetensors weights are loaded (pickled weights are refused)")
         return p
-    if (BUNDLED / f"{spec}.safetensors").is_file():
-        return BUNDLED / f"{spec}.safetensors"
+    if bundled.is_file():
+        return bundled
     known = ", ".join(bundled_names()) or "none"
     raise AutocolorError(f"no trained model {str(spec)!r}: not a bundled name ({known}), run folder or "
                          f".safetensors file; train one with `autocolor train --model NAME`")

@@ -27,15 +27,36 @@ from common import ROOT, load  # noqa: E402
 SCRIPTS = ["train_throughput.py", "infer_throughput.py", "photo_1mp.py"]
 
 
+BUNDLED_PHOTO = ["default", "vivid"]  # photo_1mp.py also times the shipped models at their own working sizes
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def run(script: str, quick: bool, folder: Path, env: dict[str, str], threads: int | None) -> dict:
+    """Run one script; its JSON gets the date and the command that measured it (each table says where it came
+    from, also when ``--only`` reran just some of them)."""
     out = folder / f"{Path(script).stem}.json"
     folder.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, str(HERE / script), "--json", str(out)] + (["--quick"] if quick else [])
     if threads and script != "photo_1mp.py":
         cmd += ["--threads", str(threads)]
-    print(f"$ {shlex.join(['python', f'benchmarks/{script}', *cmd[2:]])}", flush=True)
+    if script == "photo_1mp.py":
+        cmd += ["--bundled", *BUNDLED_PHOTO]
+    shown = shlex.join(["python", f"benchmarks/{script}", *cmd[2:]]).replace(f"{ROOT}/", "")
+    print(f"$ {shown}", flush=True)
+    started = _now()
     subprocess.run(cmd, check=True, cwd=ROOT, env=env)
-    return json.loads(out.read_text())
+    res = {**json.loads(out.read_text()), "started": started, "command": shown}
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    return res
+
+
+def provenance(res: dict) -> str:
+    """One line: when, where and under what load a script's figures were measured."""
+    when = res.get("started", "date not recorded")
+    return f"Measured {when} on {res['machine']}, {res['load']}."
 
 
 def _versions() -> str:
@@ -82,9 +103,11 @@ def gpu_markdown(folder: Path) -> list[str]:
         frac = rows.get((model, "train", "bf16", batch), {}).get("gemm_fraction")
         lines.append(f"| {model} | {batch} | {ips('train', 'bf16')} | {ips('train', 'fp32')} | "
                      f"{ips('infer', 'bf16')} | {ips('infer', 'fp32')} | {_fmt(frac and 100 * frac, '.1f')}% |")
+    gains = [r["images_per_s"] / rows[(r["model"], r["what"], r["precision"], 128)]["images_per_s"]
+             for r in gpu["rows"] if r["batch"] == 1024 and (r["model"], r["what"], r["precision"], 128) in rows]
+    more = f", and batch 1024 runs {min(gains):.1f}-{max(gains):.1f}x more images per second" if gains else ""
     lines += ["", f"bf16 GEMM 8192^3 on this GPU: {gpu['gemm_bf16_tflops']:.0f} TFLOP/s. At batch 128 a 32x32 "
-              "network is bound by kernel launches, not arithmetic: bf16 is no faster than fp32 there, and batch "
-              "1024 runs 4-5x more images per second."]
+              f"network is bound by kernel launches, not arithmetic: bf16 is no faster than fp32 there{more}."]
     seed = folder / "train_seed_metrics.jsonl"
     if seed.is_file():
         recs = [json.loads(x) for x in seed.read_text().splitlines() if x.strip()]
@@ -112,9 +135,11 @@ def markdown(train: dict, infer: dict, photo: dict, command: str, started: str, 
 
     lines = [
         "# Speed benchmarks", "",
-        f"Machine: {machine_name()}. Date: {started}. Command: `{command}`.", "",
+        f"Rendered by `{command}` ({started}, {machine_name()}); each table says when and where it was "
+        "measured.", "",
         f"Software: {_versions()}.", "",
-        f"Load: {load_before} before, {load_after or load()} after. The machine was shared with other jobs, "
+        f"Load while it ran: {load_before} before, {load_after or load()} after. The machine was shared with other "
+        "jobs, "
         "so every script interleaves its contenders round by round and the ratios are medians of per-round "
         "ratios measured side by side; absolute figures are lower than on a quiet machine. img/CPU-s (images "
         "per CPU-second used by the process, all threads) is the load-robust figure. Torch ran with "
@@ -129,6 +154,7 @@ def markdown(train: dict, infer: dict, photo: dict, command: str, started: str, 
         ]
     lines += [
         "## Seed autoencoder, CIFAR-10 32x32, batch 128", "",
+        f"Training: {provenance(train)} Inference: {provenance(infer)}", "",
         "| what | autocolor img/s | Keras/TF img/s | ratio | autocolor img/CPU-s | Keras/TF img/CPU-s | ratio |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -173,7 +199,10 @@ def markdown(train: dict, infer: dict, photo: dict, command: str, started: str, 
         f"{train['steps']} steps; inference {infer['rounds']} rounds of {infer['steps']} batches.", "",
         "## 1-megapixel photo, end to end", "",
         f"JPEG decode -> CIE L* -> model at long side {photo['size']} -> bilinear a*b* upsample -> Lab to sRGB -> "
-        f"JPEG encode, {photo['pixels']:,} pixels, median of {photo['rounds']} rounds, torch's default threads.", "",
+        f"JPEG encode, {photo['pixels']:,} pixels, median of {photo['rounds']} rounds, torch's default threads. "
+        "The `autocolor` rows run a seed-lab with untrained weights (speed does not depend on the weight values); "
+        "the `bundled` rows run the shipped models as `autocolor colorize` does, at each card's working size. "
+        f"{provenance(photo)}", "",
         "| backend | total s | decode | colorize | encode |", "|---|---:|---:|---:|---:|",
     ]
     for name, s in photo["seconds"].items():
@@ -203,7 +232,7 @@ def main() -> None:
     env = dict(os.environ)
     if args.omp_wait_policy != "default":
         env["OMP_WAIT_POLICY"] = args.omp_wait_policy
-    started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    started = _now()
     load_before = load()
     command = shlex.join(["python", "benchmarks/run_all.py", *sys.argv[1:]])
     folder = Path(args.results or HERE / ("results-quick" if args.quick else "results"))

@@ -95,3 +95,19 @@ def test_serve_help(capsys) -> None:
     assert main(["serve", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--max-upload-mb" in out and "--max-pixels" in out and "--port" in out
+
+
+def test_prune_deletes_only_old_results(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from autocolor.app import prune
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    for d in (old, new):
+        d.mkdir()
+        (d / "photo-colorized.png").write_bytes(b"png")
+    stale = time.time() - 7200
+    os.utime(old, (stale, stale))
+    assert prune(tmp_path, 3600) == 1
+    assert not old.exists() and (new / "photo-colorized.png").exists()

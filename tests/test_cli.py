@@ -31,6 +31,14 @@ def test_help_lists_the_commands(capsys):
         assert f"  {command} " in out or f"  {command}\n" in out, command
 
 
+def test_train_list_marks_models_that_are_not_trained(capsys):
+    assert cli.main(["train", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert {"seed", "seed-lab", "unet", "unet-vivid"} <= set(lines)
+    assert [line for line in lines if "not trained" in line] == [
+        "vivid-ensemble  (not trained: assembled from trained runs, scripts/ensemble.py)"]
+
+
 def test_subcommand_help(capsys):
     assert cli.main(["train", "--help"]) == 0
     out = capsys.readouterr().out

@@ -83,6 +83,16 @@ def test_default_grid_name_and_text_output(run_dir, cifar_dir, tmp_path, monkeyp
     assert (tmp_path / f"eval-{run_dir.name}.png").read_bytes()[:8] == PNG
 
 
+def test_no_grid_writes_no_png(run_dir, cifar_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["evaluate", "--model", str(run_dir), "--max-images", "20", "--data", str(cifar_dir),
+                     "--device", "cpu", "--no-grid"]) == 0
+    out = capsys.readouterr().out
+    assert "psnr" in out and "grid" not in out and not list(tmp_path.glob("*.png"))
+    assert cli.main(["evaluate", "--model", str(run_dir), "--no-grid", "--grid", "g.png"]) == 1
+    assert "contradict" in capsys.readouterr().err
+
+
 def test_metrics_basics():
     a = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     assert metrics.psnr(a, a).tolist() == [100.0, 100.0]

@@ -120,6 +120,35 @@ def test_load_model_overrides_views(tmp_path):
         weights.load_model(run, overrides={"shift_tta": 9})
 
 
+def test_weightless_folder_does_not_hide_bundled_model(tmp_path, monkeypatch):
+    """An output folder named like a bundled model (``colorize -o vivid`` run before) is not taken for a run."""
+    from autocolor.colorize import resolve_model
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("vivid", "default"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "photo.png").write_bytes(b"")
+        assert weights.resolve(name) == weights.BUNDLED / f"{name}.safetensors"
+    assert resolve_model("default") == "default"
+    with pytest.raises(AutocolorError, match="no .safetensors weights"):
+        weights.resolve(tmp_path / "vivid")  # an explicit folder path is still a run folder
+    run = tmp_path / "seed"
+    run.mkdir()
+    path = weights.save_model(models.build("seed", widths=(8, 16, 32)), run / "model.safetensors", {})
+    assert weights.resolve("seed").resolve() == path  # a folder with weights is a run folder, bundled or not
+
+
+def test_colorize_keeps_train_mode():
+    """``ColorNet.colorize`` runs in eval mode (BatchNorm statistics untouched) and restores the mode after."""
+    torch.manual_seed(0)
+    model = models.build("seed-lab")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    L = torch.rand(2, 1, 32, 32)
+    out = model.colorize(L)
+    assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert torch.equal(out, model.eval().colorize(L)) and not model.training
+
+
 def test_load_errors(tmp_path):
     (tmp_path / "model.pt").write_bytes(b"pickle")
     with pytest.raises(AutocolorError, match="pickled weights are refused"):

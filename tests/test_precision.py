@@ -49,6 +49,25 @@ def test_cpu_has_bf16_reads_cpu_flags(monkeypatch):
     assert runtime.cpu_has_bf16()
     monkeypatch.setattr(runtime.Path, "read_text", lambda self: "flags : fpu sse2 avx2\n")
     assert not runtime.cpu_has_bf16()
+    monkeypatch.setattr(runtime.Path, "read_text", lambda self: "Features : fp asimd sve bf16 i8mm\n")
+    assert runtime.cpu_has_bf16()  # Arm on Linux
+
+
+def test_cpu_has_bf16_without_proc_cpuinfo(monkeypatch):
+    """macOS: asks sysctl for FEAT_BF16 (M1 has no bf16: fp32 there); other systems without the file: fp32."""
+    import subprocess
+
+    def no_file(self):
+        raise OSError("no /proc")
+
+    monkeypatch.setattr(runtime.Path, "read_text", no_file)
+    monkeypatch.setattr(runtime.platform, "system", lambda: "Darwin")
+    for answer, expected in (("1\n", True), ("0\n", False), ("", False)):
+        monkeypatch.setattr(runtime.subprocess, "run",
+                            lambda *a, answer=answer, **k: subprocess.CompletedProcess(a, 0, answer, ""))
+        assert runtime.cpu_has_bf16() is expected
+    monkeypatch.setattr(runtime.platform, "system", lambda: "Windows")
+    assert runtime.cpu_has_bf16() is False
 
 
 def _record_dtypes(model: torch.nn.Module) -> dict[str, set[torch.dtype]]:

@@ -1,0 +1,39 @@
+"""benchmarks/run_all.py renders what each speed script measured, with where and when, from its JSON."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import REPO, load_script
+
+
+def _results() -> list[dict]:
+    folder = REPO / "benchmarks" / "results"
+    return [json.loads((folder / f"{name}.json").read_text())
+            for name in ("train_throughput", "infer_throughput", "photo_1mp")]
+
+
+def test_run_all_says_where_each_table_was_measured():
+    bench = load_script("benchmarks/run_all.py")
+    train, infer, photo = _results()
+    train = {**train, "started": "2026-01-02 03:04 UTC", "machine": "Machine A", "load": "load 1"}
+    photo = {**photo, "machine": "Machine B", "load": "load 2"}
+    photo.pop("started", None)
+    text = bench.markdown(train, infer, photo, command="python benchmarks/run_all.py --only photo_1mp",
+                          started="2026-02-03 04:05 UTC", load_before="x", load_after="y")
+    assert "Training: Measured 2026-01-02 03:04 UTC on Machine A, load 1." in text
+    assert "Measured date not recorded on Machine B, load 2." in text
+    assert "Rendered by `python benchmarks/run_all.py --only photo_1mp` (2026-02-03 04:05 UTC" in text
+    for name in photo["seconds"]:
+        assert f"| {name} | {photo['seconds'][name]['total']:.3f} |" in text
+
+
+def test_gpu_batch_gain_is_computed_from_the_rows(tmp_path):
+    bench = load_script("benchmarks/run_all.py")
+    rows = [{"model": "seed", "what": w, "precision": p, "batch": b, "images_per_s": ips}
+            for w, p, b, ips in [("train", "fp32", 128, 100.0), ("train", "fp32", 1024, 370.0),
+                                 ("infer", "bf16", 128, 200.0), ("infer", "bf16", 1024, 1080.0)]]
+    gpu = {"device": "GPU X", "torch": "t", "cuda": "c", "rounds": 5, "gemm_bf16_tflops": 1.0, "rows": rows}
+    (tmp_path / "gpu_throughput.json").write_text(json.dumps(gpu))
+    text = "\n".join(bench.gpu_markdown(tmp_path))
+    assert "batch 1024 runs 3.7-5.4x more images per second" in text
