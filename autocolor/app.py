@@ -82,10 +82,22 @@ def default_models() -> list[str]:
     return [first, *[n for n in names if n != first]]
 
 
+def _check(specs: list[str], device: str) -> None:
+    """Fail at start-up, in one line, on a model or device the app could never use (not on the first upload)."""
+    from autocolor.colorize import resolve_model
+    from autocolor.runtime import pick_device
+    from autocolor.weights import load_card, resolve
+
+    pick_device(device)
+    for spec in specs:
+        load_card(resolve(resolve_model(spec)))
+
+
 def build_app(models: list[str] | None = None, max_upload_mb: float = DEFAULT_UPLOAD_MB,
               max_pixels: int = DEFAULT_MAX_PIXELS, device: str = "auto") -> gr.Blocks:
     """The Gradio Blocks app offering ``models`` (bundled names, run folders or weights files)."""
     specs = [str(m) for m in (models or default_models())]
+    _check(specs, device)
     cache = _Models(specs, device, max_pixels)
     outdir = Path(tempfile.mkdtemp(prefix="autocolor-app-"))
     atexit.register(shutil.rmtree, outdir, ignore_errors=True)
@@ -140,8 +152,13 @@ def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, max_upload
            block: bool = True) -> gr.Blocks:
     """Serve ``app`` (``block=False`` returns at once, for tests; close with ``app.close()``)."""
     app.queue(default_concurrency_limit=1, max_size=32)
-    app.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block, quiet=not block,
-               max_file_size=int(max_upload_mb * 1e6), show_error=True, ssr_mode=False)
+    try:
+        app.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block, quiet=not block,
+                   max_file_size=int(max_upload_mb * 1e6), show_error=True, ssr_mode=False)
+    except OSError as exc:
+        if "port" not in str(exc):
+            raise
+        raise AutocolorError(f"cannot serve on {host}:{port} (in use, or not allowed): pass another --port") from None
     return app
 
 

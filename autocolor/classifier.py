@@ -77,9 +77,14 @@ def load_classifier(path: Path = WEIGHTS) -> Classifier | None:
     """The bundled classifier, or None when its weights are absent."""
     if not Path(path).is_file():
         return None
-    card = json.loads(Path(path).with_suffix(".json").read_text())
-    model = Classifier(tuple(card["widths"]))
-    model.load_state_dict(load_file(str(path)))
+    try:
+        card = json.loads(Path(path).with_suffix(".json").read_text())
+        model = Classifier(tuple(card["widths"]))
+        model.load_state_dict(load_file(str(path)))
+    except Exception as exc:  # noqa: BLE001 - a wrong or damaged file is the user's, not a bug: one line
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AutocolorError(f"{path} is not a classifier from python -m autocolor.classifier "
+                             f"({type(exc).__name__}: {why})") from None
     return model.eval()
 
 

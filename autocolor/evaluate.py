@@ -20,6 +20,7 @@ from autocolor.runtime import pick_device, pick_precision
 from autocolor.weights import load_model
 
 GRID_INDICES = list(range(32))
+CIFAR_SIDE = 32
 
 
 class _Accumulator:
@@ -76,6 +77,9 @@ def evaluate(spec: str | os.PathLike, split: str = "test", max_images: int | Non
             raise AutocolorError("decodings and classifier are for CIFAR-10 splits, not --images")
         return evaluate_folder(model, card, spec, images, max_images=max_images, device=dev, precision=precision,
                                grid=grid, progress=progress, workers=workers, **opts)
+    if CIFAR_SIDE % model.size_multiple:
+        raise AutocolorError(f"{spec} needs image sides that are multiples of {model.size_multiple} and CIFAR-10's "
+                             f"are {CIFAR_SIDE}: score it on a folder of larger photos with --images DIR")
     clf = classifier_at(classifier)
     split_data = load_split(split, data)
     images, labels = split_data.images, split_data.labels

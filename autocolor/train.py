@@ -24,13 +24,12 @@ from autocolor.files import atomic_write_bytes
 from autocolor.folders import FolderDataset, eval_loader, load_stack, split_folders, train_loader
 from autocolor.inference import colorize_all
 from autocolor.metrics import psnr, ssim
-from autocolor.models import build, count_params
+from autocolor.models import build, count_params, names, trainable
 from autocolor.nets import ColorNet
 from autocolor.plots import loss_curve, save_png, tiled_grid
 from autocolor.runtime import autocast, machine_name, pick_precision
-from autocolor.weights import save_model
+from autocolor.weights import CHECKPOINT, save_model
 
-CHECKPOINT = "checkpoint.pt"
 GRID_IMAGES = 16
 DEFAULT_IMAGE_SIZE = 128  # crop side for image folders
 PRIOR_PIXELS = 20_000_000  # pixels of training crops a model.prepare() colour prior is estimated from
@@ -38,7 +37,13 @@ CIFAR_CLASSES = 10
 
 
 class TrainingInterrupted(AutocolorError):
-    """Raised after a signal stopped training and a checkpoint was saved."""
+    """Raised after a signal stopped training and a checkpoint was saved (exit code 130, as for Ctrl-C)."""
+
+    exit_code = 130
+
+
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "rng", "epoch", "step", "records", "seconds", "loss_sum",
+                   "seen", "config")
 
 
 @dataclass
@@ -121,9 +126,36 @@ def _load_checkpoint(path: Path) -> dict:
     if not path.is_file():
         raise AutocolorError(f"--resume: no checkpoint at {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is a user-facing error
-        raise AutocolorError(f"cannot read checkpoint {path}: {exc}") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AutocolorError(f"cannot read checkpoint {path}: {first}") from None
+    missing = [k for k in CHECKPOINT_KEYS if k not in ck] if isinstance(ck, dict) else list(CHECKPOINT_KEYS)
+    if missing:
+        raise AutocolorError(f"{path} is not an autocolor training checkpoint (no {', '.join(missing)})")
+    return ck
+
+
+def _setting(key: str, value):
+    """A run setting as ``--resume`` compares it: image folders by their resolved path."""
+    if key in ("images", "val_images") and value:
+        return str(Path(value).expanduser().resolve())
+    return value
+
+
+def _data_failed(exc: BaseException, info: ddp.DistInfo, out: Path, epoch: int, step: int,
+                 save: Callable[[], None]) -> AutocolorError:
+    """One line for a batch that could not be read (the worker's own message, not its traceback). A single
+    process saves a checkpoint first, so the steps of this epoch are kept; under DDP the other ranks cannot
+    join that save, so the last epoch's checkpoint is what remains."""
+    lines = [x.strip() for x in str(exc).strip().splitlines() if x.strip()]
+    why = lines[-1].split(": ", 1)[-1] if lines and "Traceback" in str(exc) else (lines[0] if lines else repr(exc))
+    kept = "the last epoch's checkpoint is kept"
+    if not info.enabled:
+        save()
+        kept = f"checkpoint saved at step {step}"
+    return AutocolorError(f"reading the training images failed at epoch {epoch + 1}, step {step}: {why}; {kept} "
+                          f"in {out}, continue with --resume")
 
 
 def _val_batches(val, info: ddp.DistInfo):
@@ -327,18 +359,31 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
 
 def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> Path:
     out = Path(cfg.out)
+    if not cfg.resume and ((out / CHECKPOINT).exists() or (out / "model.safetensors").exists()):
+        raise AutocolorError(f"{out} already holds a training run; continue it with --resume, or train into "
+                             "another --out (a new run would overwrite it)")
+    created = info.is_main and not out.exists()
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _train_in(cfg, log, info, device, out)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a run that failed before writing anything leaves no empty folder behind
+        raise
+
+
+def _train_in(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device, out: Path) -> Path:
     precision = pick_precision(cfg.precision, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(cfg.seed)
+    if cfg.model in names() and not trainable(cfg.model):
+        raise AutocolorError(f"{cfg.model} is assembled from trained runs (scripts/ensemble.py), not trained")
     try:
         model = build(cfg.model, **cfg.model_config)
     except (TypeError, ValueError) as exc:
         raise AutocolorError(f"--model-config does not fit {cfg.model}: {exc}") from None
-    if not getattr(model, "trainable", True):
-        raise AutocolorError(f"{cfg.model} is assembled from trained runs (scripts/ensemble.py), not trained")
     if model.uses_labels and (cfg.images or model.classify.out_features != CIFAR_CLASSES):
         raise AutocolorError(f"--model-config classes trains on CIFAR-10's labels: it needs classes "
                              f"{CIFAR_CLASSES} and no --images")
@@ -365,7 +410,7 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
                  "final_fit")
         was = {k: ck["config"].get(k, getattr(TrainConfig(), k)) for k in fixed}  # older checkpoints: defaults
         changed = [f"--{k.replace('_', '-')} {was[k]} (now {getattr(cfg, k)})" for k in fixed
-                   if was[k] != getattr(cfg, k)]
+                   if _setting(k, was[k]) != _setting(k, getattr(cfg, k))]
         if changed:
             raise AutocolorError(f"--resume: {out} holds a run with {', '.join(changed)}; pass the same settings")
         model.load_state_dict(ck["model"])
@@ -374,7 +419,8 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
         torch.set_rng_state(_rank_rng(ck, info))
         epoch, step, records, elapsed = ck["epoch"], ck["step"], ck["records"], ck["seconds"]
         loss_sum, seen, wall = ck["loss_sum"], ck["seen"], ck.get("wall", ck["seconds"])
-        log(f"resuming {out} at epoch {epoch + 1}, step {step}")
+        log(f"{out} finished all {cfg.epochs} epochs already: saving its model again" if epoch >= cfg.epochs
+            else f"resuming {out} at epoch {epoch + 1}, step {step}")
     per = f" = {info.world} processes x {cfg.batch_size // info.world}" if info.enabled else ""
     log(f"training {cfg.model} ({count_params(model):,} params) on {data.n_train:,} images of "
         f"{data.image_size}x{data.image_size}, validating on {data.n_val:,}; device {device}, precision "
@@ -400,7 +446,20 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
                        mininterval=1.0, dynamic_ncols=True, disable=not info.is_main)
             acc = torch.zeros((), device=device)
             n_acc = 0
-            for imgs, labels in data.batches(epoch, step):
+            batches = data.batches(epoch, step)
+            while True:
+                try:
+                    imgs, labels = next(batches)
+                except StopIteration:
+                    break
+                except (AutocolorError, OSError, RuntimeError) as exc:  # e.g. a folder changed under a worker
+                    spent = time.perf_counter() - t0
+                    elapsed, wall = elapsed + spent, wall + spent
+                    if not info.enabled:  # fold in the losses since the last sum, as a checkpoint expects
+                        loss_sum, seen = loss_sum + float(acc), seen + n_acc
+                    bar.close()
+                    raise _data_failed(exc, info, out, epoch, step,
+                                       lambda: _checkpoint(info, out / CHECKPOINT, state())) from None
                 loss = train_step(net, model, opt, imgs, device, precision, labels)
                 sched.step()
                 acc += loss.detach() * len(imgs)
@@ -416,8 +475,10 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
                     n_acc = 0
                     if not math.isfinite(loss_sum):
                         bar.close()
+                        kept = (f"the checkpoint of epoch {records[-1]['epoch']} is kept" if records
+                                else "no checkpoint was saved")
                         raise AutocolorError(f"loss became NaN/inf at epoch {epoch + 1}, step {step}; "
-                                             f"try a lower --lr (now {cfg.lr}); last good checkpoint kept")
+                                             f"try a lower --lr (now {cfg.lr}); {kept}")
                     rate = bar.format_dict.get("rate") or 0.0
                     bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.4f}", img_s=f"{rate * cfg.batch_size:.0f}")
                 if stopping:
@@ -441,10 +502,13 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
                    "images_per_s": round((steps - first_step) * cfg.batch_size / epoch_s, 1)}
             records.append(rec)
             epoch, step, loss_sum, seen = epoch + 1, 0, 0.0, 0
+            wall += time.perf_counter() - t0  # the checkpoint's write and the sample sheet are left out
+            _checkpoint(info, out / CHECKPOINT, state())  # first: nothing after it can lose the epoch
             if info.is_main:
-                _epoch_outputs(out, model, data.grid, records, epoch, device, precision)
-            wall += time.perf_counter() - t0  # the checkpoint's own write is the only part left out
-            _checkpoint(info, out / CHECKPOINT, state())
+                try:
+                    _epoch_outputs(out, model, data.grid, records, epoch, device, precision)
+                except OSError as exc:
+                    log(f"warning: could not write metrics.jsonl / loss curve / sample sheet: {exc}")
             log(f"epoch {epoch}/{cfg.epochs}: train loss {rec['train_loss']:.4f}, val loss {rec['val_loss']:.4f}, "
                 f"val PSNR {rec['val_psnr']:.2f} dB (grey {rec['val_psnr_grey']:.2f}), SSIM {rec['val_ssim']:.4f}, "
                 f"{rec['images_per_s']} img/s")

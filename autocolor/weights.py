@@ -17,6 +17,7 @@ from autocolor.fuse import fuse_for_inference, is_fused
 from autocolor.models import build, count_params
 
 BUNDLED = Path(__file__).with_name("bundled")  # data folder of shipped weights + cards
+CHECKPOINT = "checkpoint.pt"  # what ``autocolor train`` leaves in a run folder until the model is saved
 
 
 HALF_STORAGE = "float16 convolution and linear weights, float32 for the rest"
@@ -94,6 +95,9 @@ def resolve(spec: str | os.PathLike) -> Path:
             return p / "model.safetensors" if (p / "model.safetensors").exists() else cands[0]
         if str(spec) in bundled_names():  # e.g. an output folder named `vivid` beside the user: not a run folder
             return bundled
+        if (p / CHECKPOINT).is_file():
+            raise AutocolorError(f"training in {p} is unfinished (a checkpoint, no model yet): finish it with "
+                                 f"the same `autocolor train ... --out {p}` command plus --resume")
         raise AutocolorError(f"no .safetensors weights in {p}")
     if p.suffix == ".safetensors" or p.exists():
         if not p.is_file():

@@ -89,6 +89,18 @@ def test_build_app_without_bundled_models(monkeypatch) -> None:
         build_app()
 
 
+def test_build_app_refuses_unusable_models_and_devices(tmp_path: Path) -> None:
+    from autocolor.errors import AutocolorError
+
+    with pytest.raises(AutocolorError, match="no trained model 'nothere'"):
+        build_app(models=["default", "nothere"])
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(AutocolorError, match="is unfinished"):
+        build_app(models=[str(tmp_path)])
+    with pytest.raises(AutocolorError, match="unknown device 'bogus'"):
+        build_app(models=["default"], device="bogus")
+
+
 def test_serve_help(capsys) -> None:
     from autocolor.cli import main
 

@@ -62,7 +62,14 @@ def empty_dir(tmp_path):
     (["diagram", "--model", "vivid-ensemble", "-o", "{tmp}/x.png"], 1, "cannot draw vivid-ensemble: "),
     (["train", "--model", "vivid-ensemble", "--model-config", '{"vivid": [{}]}', "--out", "{tmp}/run", "--device",
       "cpu"], 1, "vivid-ensemble is assembled from trained runs (scripts/ensemble.py), not trained"),
+    (["train", "--model", "vivid-ensemble", "--out", "{tmp}/run", "--device", "cpu"], 1,
+     "vivid-ensemble is assembled from trained runs (scripts/ensemble.py), not trained"),
     (["train", "--model", "nope", "--out", "{tmp}/run", "--device", "cpu"], 1, "unknown model 'nope'"),
+    (["evaluate", "--model", "default", "--grid", "{tmp}/grid.jpg"], 1, "--grid {tmp}/grid.jpg: give a .png"),
+    (["evaluate", "--model", "default", "--grid", "{tmp}"], 1, "give a .png file name"),
+    (["evaluate", "--model", "default", "--classifier", "{tmp}/run/model.safetensors"], 1,
+     "{tmp}/run/model.safetensors is not a classifier from python -m autocolor.classifier"),
+    (["evaluate", "--model", "{tmp}/unfinished"], 1, "training in {tmp}/unfinished is unfinished"),
     (["evaluate", "--model", "{tmp}/missing.safetensors"], 1, "weights file not found: {tmp}/missing.safetensors"),
     (["evaluate", "--model", "{tmp}/weights.pt"], 1, "pickled weights are refused"),
     (["evaluate", "--model", "no-such-model"], 1, "no trained model 'no-such-model'"),
@@ -77,6 +84,10 @@ def empty_dir(tmp_path):
 ])
 def test_user_errors_are_one_line(argv, code, expect, empty_dir, capsys):
     (empty_dir / "weights.pt").write_bytes(b"not really")
+    if any("/run/model.safetensors" in a for a in argv):  # weights of a colorizer, not of a classifier
+        weights.save_model(models.build("seed-lab", widths=(8, 16, 32)), empty_dir / "run" / "model.safetensors", {})
+    (empty_dir / "unfinished").mkdir()
+    (empty_dir / "unfinished" / "checkpoint.pt").write_bytes(b"")
     argv = [a.replace("{tmp}", str(empty_dir)) for a in argv]
     assert cli.main(argv) == code
     captured = capsys.readouterr()

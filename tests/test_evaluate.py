@@ -83,6 +83,15 @@ def test_default_grid_name_and_text_output(run_dir, cifar_dir, tmp_path, monkeyp
     assert (tmp_path / f"eval-{run_dir.name}.png").read_bytes()[:8] == PNG
 
 
+def test_model_for_larger_images_is_refused_on_cifar(cifar_dir, tmp_path, capsys):
+    """A model whose input sides must be multiples of 64 (trained on a folder of photos) cannot score 32x32."""
+    path = weights.save_model(models.build("unet", widths=[4] * 6, stem=2), tmp_path / "big" / "model.safetensors",
+                              {"name": "big"})
+    assert cli.main(["evaluate", "--model", str(path.parent), "--data", str(cifar_dir), "--no-grid"]) == 1
+    err = capsys.readouterr().err
+    assert "multiples of 64 and CIFAR-10's are 32" in err and "--images DIR" in err and "Traceback" not in err
+
+
 def test_no_grid_writes_no_png(run_dir, cifar_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert cli.main(["evaluate", "--model", str(run_dir), "--max-images", "20", "--data", str(cifar_dir),

@@ -135,6 +135,60 @@ def test_signal_checkpoints_then_resume_completes(tmp_path, straight, monkeypatc
     _assert_identical(_weights(run), _weights(straight))
 
 
+def test_unreadable_batch_checkpoints_then_resume_completes(tmp_path, straight, monkeypatch):
+    """A batch that cannot be read (a folder changed under a DataLoader worker) stops with the worker's own message
+    in one line; the steps done in that epoch are saved, and --resume finishes as if nothing happened."""
+    real = train_mod.epoch_batches
+
+    def batches_then_fail(*args, **kwargs):
+        for i, batch in enumerate(real(*args, **kwargs)):
+            if kwargs.get("epoch", args[3] if len(args) > 3 else None) == 1 and i == 2:
+                raise AutocolorError("Caught AutocolorError in DataLoader worker process 0.\nOriginal Traceback "
+                                     "(most recent call last):\n  File x\nautocolor.errors.AutocolorError: a.png: "
+                                     "truncated")
+            yield batch
+
+    monkeypatch.setattr(train_mod, "epoch_batches", batches_then_fail)
+    with pytest.raises(AutocolorError) as exc:
+        train(_cfg(tmp_path, "run"), log=lambda *a: None)
+    assert str(exc.value) == (f"reading the training images failed at epoch 2, step 2: a.png: truncated; checkpoint "
+                              f"saved at step 2 in {tmp_path / 'run'}, continue with --resume")
+    ck = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)
+    assert (ck["epoch"], ck["step"]) == (1, 2)
+    monkeypatch.setattr(train_mod, "epoch_batches", real)
+    train(_cfg(tmp_path, "run", resume=True), log=lambda *a: None)
+    _assert_identical(_weights(tmp_path / "run"), _weights(straight))
+
+
+def test_a_finished_or_started_run_is_not_overwritten(tmp_path, straight):
+    before = _weights(straight)
+    with pytest.raises(AutocolorError, match="already holds a training run; continue it with --resume"):
+        train(_cfg(straight.parent, straight.name, epochs=1), log=lambda *a: None)
+    _assert_identical(_weights(straight), before)
+    logs: list[str] = []
+    train(_cfg(straight.parent, straight.name, resume=True), log=logs.append)  # finished: saved again, same
+    assert any("finished all 2 epochs already" in line for line in logs)
+    _assert_identical(_weights(straight), before)
+
+
+def test_resume_compares_image_folders_by_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photos").mkdir()
+    assert train_mod._setting("images", "photos/") == train_mod._setting("images", str(tmp_path / "photos"))
+    assert train_mod._setting("images", "photos") != train_mod._setting("images", "other")
+    assert train_mod._setting("epochs", 3) == 3 and train_mod._setting("val_images", None) is None
+
+
+def test_unwritable_sample_sheet_is_a_warning_not_a_lost_epoch(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "samples").write_bytes(b"")  # a file where the sample-sheet folder goes
+    logs: list[str] = []
+    train(_cfg(tmp_path, "run", epochs=1), log=logs.append)
+    assert (run / "model.safetensors").is_file() and (run / CHECKPOINT).is_file()
+    assert any(line.startswith("warning: could not write") for line in logs)
+
+
 def test_signal_during_validation_stops_after_that_epoch(tmp_path, straight, monkeypatch):
     real = train_mod.validate
 
@@ -161,6 +215,7 @@ def test_nan_loss_stops_with_clear_error(tmp_path, monkeypatch):
     with pytest.raises(AutocolorError, match="loss became NaN/inf at epoch 1") as exc:
         train(_cfg(tmp_path, "run", epochs=1), log=lambda *a: None)
     assert "--lr" in str(exc.value) and not isinstance(exc.value, TrainingInterrupted)
+    assert str(exc.value).endswith("no checkpoint was saved")
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
@@ -170,8 +225,17 @@ def test_resume_errors(tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / CHECKPOINT).write_bytes(b"garbage")
-    with pytest.raises(AutocolorError, match="cannot read checkpoint"):
+    with pytest.raises(AutocolorError, match="cannot read checkpoint") as exc:
         train(_cfg(tmp_path, "bad", resume=True), log=lambda *a: None)
+    assert "\n" not in str(exc.value) and "weights_only=False" not in str(exc.value)
+    torch.save({"a": 1}, bad / CHECKPOINT)
+    with pytest.raises(AutocolorError, match="is not an autocolor training checkpoint"):
+        train(_cfg(tmp_path, "bad", resume=True), log=lambda *a: None)
+    assert not (tmp_path / "none").exists()  # a run that failed before writing anything leaves no folder
+
+
+def test_interrupted_exit_code_is_130():
+    assert TrainingInterrupted("x").exit_code == 130
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
