@@ -96,6 +96,19 @@ def train(model, epochs, batch_size, lr, weight_decay, max_images, images, image
     run(cfg, log=click.echo)
 
 
+def _check_output(output: str, suffix: str, overwrite: bool) -> None:
+    """A command's one output file: the right suffix, not a folder, and not replaced without ``--overwrite``."""
+    from pathlib import Path
+
+    path = Path(output).expanduser()
+    if path.suffix.lower() != suffix:
+        raise AutocolorError(f"-o {output}: the file is written as {suffix[1:].upper()}; give a {suffix} name")
+    if path.is_dir():
+        raise AutocolorError(f"-o {output}: is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise AutocolorError(f"-o {output}: already exists (use --overwrite to replace it)")
+
+
 def _json_object(text: str | None, flag: str) -> dict:
     """Parse a JSON object option; bad JSON is a user error."""
     if not text:
@@ -164,10 +177,13 @@ def evaluate(model, split, max_images, as_json, grid, no_grid, device, precision
 @cli.command()
 @click.option("--model", "model", default="seed", show_default=True, help="Architecture name.")
 @click.option("-o", "--output", required=True, metavar="FILE.png")
-def diagram(model, output) -> None:
-    """Draw an architecture from the module itself."""
+@click.option("--overwrite", is_flag=True, help="Replace FILE.png if it exists.")
+def diagram(model, output, overwrite) -> None:
+    """Draw an architecture (a registered name, see `autocolor train --list`) from the module itself."""
     from autocolor.diagram import draw
     from autocolor.models import build
+
+    _check_output(output, ".png", overwrite)
 
     try:
         net = build(model)
@@ -183,7 +199,7 @@ def diagram(model, output) -> None:
 @click.option("--saturation", type=click.FloatRange(0), default=1.0, show_default=True,
               help="Chroma multiplier (0 = grey).")
 @click.option("--size", type=click.IntRange(8), default=None, metavar="N",
-              help="Long side of the working resolution the model sees [default: the model card's "
+              help="Long side of the working resolution the model sees, 8 to 2048 [default: the model card's "
                    "colorize_size, else 64].")
 @click.option("--format", "fmt", type=click.Choice(["png", "jpg", "webp"]), default="png", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
@@ -218,25 +234,29 @@ def colorize(inputs, outdir, model, saturation, size, fmt, overwrite, device, te
     for msg in missing:
         say("error")(msg)
     if not files:
-        raise AutocolorError("no input images" + (f" ({len(missing)} argument(s) matched nothing)" if missing else ""))
+        inside = [a for a in inputs if Path(a).expanduser().is_dir() and out.resolve().is_relative_to(
+            Path(a).expanduser().resolve())]
+        raise AutocolorError("no input images" + (f" ({len(missing)} argument(s) matched nothing)" if missing else "")
+                             + (f"; images under -o {out} are outputs and are skipped" if inside else ""))
     settings = {"size": size, "saturation": saturation, "max_pixels": max_pixels or DEFAULT_MAX_PIXELS}
     if backend == "onnx":
         from autocolor.export import onnx_colorizer
 
         if not str(model).endswith(".onnx"):
             raise AutocolorError("--backend onnx needs --model FILE.onnx (make one with `autocolor export`)")
-        if temperature is not None or boost is not None or boost_max is not None or device not in ("auto", "cpu"):
-            raise AutocolorError("--backend onnx runs on the CPU and has no --temperature, --boost or --boost-max "
-                                 "(they are fixed in the exported graph)")
+        if device not in ("auto", "cpu"):
+            raise AutocolorError("--backend onnx runs on the CPU (ONNX Runtime): leave out --device")
+        if temperature is not None or boost is not None or boost_max is not None:
+            raise AutocolorError("--backend onnx has no --temperature, --boost or --boost-max (they are fixed in "
+                                 "the exported graph)")
         col = onnx_colorizer(model, **settings)
     else:
         col = Colorizer.load(model, device=device, notice=say("note"), temperature=temperature, boost=boost,
                              boost_max=boost_max, **settings)
     out.mkdir(parents=True, exist_ok=True)
     written, errors = col.colorize_files(files, plan_outputs(files, out, fmt), overwrite=overwrite,
-                                         progress=sys.stderr.isatty(), report=say("error"), notice=say("note"))
-    for path in written:
-        click.echo(str(path))
+                                         progress=sys.stderr.isatty(), report=say("error"), notice=say("note"),
+                                         written_cb=lambda path: tqdm.write(str(path), file=sys.stdout))
     failed = len(errors) + len(missing)
     if failed:
         names = [e.split(": ", 1)[0] for e in missing] + [str(src) for src, _ in errors]
@@ -250,13 +270,16 @@ def colorize(inputs, outdir, model, saturation, size, fmt, overwrite, device, te
 @click.option("-o", "--output", required=True, metavar="FILE.onnx")
 @click.option("--size", type=click.IntRange(8), default=32, show_default=True,
               help="Side of the example input used for tracing (multiple of 8); batch, height and width stay dynamic.")
-@click.option("--opset", type=click.IntRange(17), default=17, show_default=True)
-def export(model, fmt, output, size, opset) -> None:
+@click.option("--opset", type=click.IntRange(17), default=17, show_default=True,
+              help="ONNX opset, 17 up to the newest this torch exports.")
+@click.option("--overwrite", is_flag=True, help="Replace FILE.onnx if it exists.")
+def export(model, fmt, output, size, opset, overwrite) -> None:
     """Export a trained model's chroma path (L*/100 -> a*b*, or raw RGB for RGB models) to ONNX."""
     from autocolor.colorize import resolve_model
     from autocolor.export import export_onnx
     from autocolor.weights import load_model
 
+    _check_output(output, ".onnx", overwrite)
     net, card = load_model(resolve_model(model, lambda msg: click.echo(f"autocolor: note: {msg}", err=True)),
                            fuse=True)  # BatchNorm folded: fewer nodes in the graph, same outputs
     path = export_onnx(net, output, size=size, opset=opset, card=card)
@@ -265,12 +288,15 @@ def export(model, fmt, output, size, opset) -> None:
 
 
 @cli.command()
-@click.option("-o", "--output", default="demo.png", show_default=True, metavar="FILE.png")
+@click.option("-o", "--output", default="demo.png", show_default=True, metavar="FILE.png",
+              help="The sheet (PNG); the demo's own output, so it is replaced when it exists.")
 @click.option("--model", default="default", show_default=True, metavar="NAME|RUN_DIR|FILE")
 @DEVICE
 def demo(output, model, device) -> None:
     """Colorize the bundled sample photos; write one sheet (grey | colorized | original) and print its path."""
     from autocolor.colorize import make_sheet
+
+    _check_output(output, ".png", overwrite=True)
 
     click.echo(str(make_sheet(output, model=model, device=device,
                               notice=lambda m: click.echo(f"autocolor: note: {m}", err=True))))

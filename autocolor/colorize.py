@@ -7,6 +7,8 @@ L*, so the result has the input's size and lightness (up to gamut clipping and 8
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 
 from autocolor.colour import greyscale, lab_from, saturate, to_uint8
 from autocolor.errors import AutocolorError
@@ -29,6 +31,7 @@ from autocolor.unet import check_boost_max
 # peak at 64-128 for the seed model (CIFAR-trained, 32x32) and larger sizes add false blue/green blotches;
 # a model card may override it with "colorize_size".
 DEFAULT_SIZE = 64
+MAX_SIZE = 2048  # the models were trained at 32-128 px; beyond this a working size only costs memory and time
 PREFERRED = ("vivid", "seed-lab", "seed")  # stand-ins, best first, when "default" is not bundled
 STRIP_PIXELS = 1 << 20  # full-resolution Lab work is done in row strips of about this many pixels
 
@@ -57,6 +60,17 @@ def resolve_model(spec: str, notice: Callable[[str], None] | None = None) -> str
         return names[0]
     raise AutocolorError("no bundled model is installed; pass --model RUN_DIR or FILE.safetensors "
                          "(train one with `autocolor train`)")
+
+
+def check_decoding(saturation: float, temperature: float | None, boost: float | None) -> None:
+    """The CLI's ranges, for the Python API too: finite saturation >= 0, temperature > 0, boost >= 0."""
+    for name, value, positive in (("saturation", saturation, False), ("temperature", temperature, True),
+                                  ("boost", boost, False)):
+        if value is None:
+            continue
+        ok = isinstance(value, numbers.Real) and math.isfinite(value) and (value > 0 if positive else value >= 0)
+        if not ok:
+            raise AutocolorError(f"{name} must be a finite number {'>' if positive else '>='} 0, got {value!r}")
 
 
 def working_shape(height: int, width: int, size: int, multiple: int = 8) -> tuple[int, int]:
@@ -114,6 +128,9 @@ class Colorizer:
     precision: str = "auto"  # bf16 autocast where the hardware runs it natively (runtime.pick_precision)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.size, int) or not 8 <= self.size <= MAX_SIZE:
+            raise AutocolorError(f"size (--size) must be a whole number from 8 to {MAX_SIZE}, got {self.size!r}")
+        check_decoding(self.saturation, self.temperature, self.boost)
         if isinstance(self.model, torch.nn.Module) and not is_fused(self.model):
             self.model = fuse_for_inference(self.model)
         self.model.eval()
@@ -137,9 +154,11 @@ class Colorizer:
         spec = resolve_model(str(spec), notice)
         model, card = load_model(spec, dev)  # __post_init__ folds BatchNorm (one copy, made there)
         if settings.get("size") is None:
-            settings["size"] = int(card.get("colorize_size") or DEFAULT_SIZE)
-        if settings["size"] < 8:
-            raise AutocolorError(f"--size must be at least 8, got {settings['size']}")
+            size = card.get("colorize_size") or DEFAULT_SIZE
+            if not isinstance(size, int):
+                raise AutocolorError(f"the model card of {spec} has colorize_size {size!r}; it must be a number "
+                                     "of pixels")
+            settings["size"] = size
         return cls(model=model, card=card, device=dev, name=str(spec), **settings)
 
     def photo(self, image: ImageLike) -> Photo:
@@ -150,7 +169,7 @@ class Colorizer:
             if self.max_pixels and image.width * image.height > self.max_pixels:
                 raise ImageError(f"<image>: {image.width}x{image.height} pixels is more than the limit of "
                                  f"{self.max_pixels:,}")
-            return from_pil(image)
+            return from_pil(ImageOps.exif_transpose(image))  # upright, as a file of the same photo is read
         if isinstance(image, np.ndarray):
             if self.max_pixels and image.ndim >= 2 and image.shape[0] * image.shape[1] > self.max_pixels:
                 raise ImageError(f"<array>: {image.shape[1]}x{image.shape[0]} pixels is more than the limit of "
@@ -168,6 +187,7 @@ class Colorizer:
         photo = self.photo(image)
         sat = self.saturation if saturation is None else saturation
         temp = self.temperature if temperature is None else temperature
+        check_decoding(sat, temp, boost)
         L = _lightness(photo)
         height, width = L.shape
         h, w = working_shape(height, width, self.size, self.model.size_multiple)
@@ -191,6 +211,8 @@ class Colorizer:
     def colorize_many(self, images: Iterable[ImageLike], progress: bool = False,
                       **opts) -> Iterator[Image.Image]:
         """Colorize several images one by one (any sizes), yielding PIL images in order."""
+        if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray)):
+            raise TypeError("colorize_many takes a list of images or paths; for one image use colorize")
         items = list(images)
         bar = _bar(len(items), progress)
         try:
@@ -202,8 +224,10 @@ class Colorizer:
 
     def colorize_files(self, inputs: list[Path], outputs: list[Path], overwrite: bool = False,
                        progress: bool = True, report: Callable[[str], None] | None = None,
-                       notice: Callable[[str], None] | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
-        """Colorize ``inputs`` into ``outputs``; a failing file is reported and skipped.
+                       notice: Callable[[str], None] | None = None,
+                       written_cb: Callable[[Path], None] | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
+        """Colorize ``inputs`` into ``outputs``; a failing file is reported and skipped. No input is ever
+        replaced, ``overwrite`` or not. ``written_cb`` hears of each output as soon as it is written.
 
         Returns (written outputs, [(failed input, one-line message)]).
         """
@@ -211,12 +235,13 @@ class Colorizer:
 
         written: list[Path] = []
         errors: list[tuple[Path, str]] = []
+        protected = {p.resolve() for p in inputs}
         bar = _bar(len(inputs), progress)
         try:
             for src, dst in zip(inputs, outputs, strict=True):
                 try:
-                    if dst.exists() and dst.resolve() == src.resolve():
-                        raise ImageError(f"{src}: output {dst} would replace the input; choose another -o")
+                    if dst.resolve() in protected:
+                        raise ImageError(f"{src}: output {dst} would replace an input; choose another -o")
                     if dst.exists() and not overwrite:
                         raise ImageError(f"{src}: output {dst} already exists (use --overwrite to replace it)")
                     photo = read_image(src, self.max_pixels)
@@ -225,6 +250,8 @@ class Colorizer:
                     if photo.alpha is not None and dst.suffix.lower() not in (".png", ".webp") and notice:
                         notice(f"{src} has transparency, which {dst.suffix} cannot hold; flattened onto white")
                     written.append(write_image(self.colorize(photo), dst, overwrite=overwrite))
+                    if written_cb:
+                        written_cb(written[-1])
                 except (ImageError, RuntimeError, MemoryError) as exc:  # RuntimeError: e.g. CUDA out of memory
                     msg = str(exc) if isinstance(exc, ImageError) else \
                         f"{src}: cannot colorize: {(str(exc).splitlines() or [type(exc).__name__])[0]}"

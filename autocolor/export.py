@@ -65,20 +65,26 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, size: int = 32, opset
     multiple = int(model.size_multiple)
     if size < multiple or size % multiple:
         raise AutocolorError(f"--size {size}: must be a positive multiple of {multiple}")
-    if opset < 17:
-        raise AutocolorError(f"opset {opset} is too old; use 17 or later")
+    if not OPSET <= opset <= max_opset():
+        raise AutocolorError(f"opset {opset}: this torch exports opsets {OPSET} to {max_opset()}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")  # traced and checked here; ``path`` is replaced only at the end
     graph = _ChromaGraph(copy.deepcopy(model)).to("cpu").float().eval()  # the caller's model is left as it was
     kind = graph.kind
     dummy = torch.rand(1, 1, size, size)
     axes = {0: "batch", 2: "height", 3: "width"}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
-        torch.onnx.export(graph, (dummy,), str(path), dynamo=False, opset_version=opset, input_names=[INPUT],
-                          output_names=[kind], dynamic_axes={INPUT: axes, kind: axes})
-    proto = onnx.load(str(path))
-    onnx.checker.check_model(proto)
+        try:
+            torch.onnx.export(graph, (dummy,), str(tmp), dynamo=False, opset_version=opset, input_names=[INPUT],
+                              output_names=[kind], dynamic_axes={INPUT: axes, kind: axes})
+            proto = onnx.load(str(tmp))
+            onnx.checker.check_model(proto)
+        except Exception as exc:  # noqa: BLE001 - the exporter's messages carry whole graphs: one line of it
+            tmp.unlink(missing_ok=True)
+            lines = [x for x in str(exc).splitlines() if x.strip()]
+            raise AutocolorError(f"ONNX export failed: {lines[-1] if lines else type(exc).__name__}") from None
     meta = {"output": kind, "architecture": getattr(model, "arch_name", type(model).__name__),
             "config": json.dumps(getattr(model, "arch_config", {})), "input": "L = CIE L*/100, (N, 1, H, W)",
             "produces": "a*b* in Lab units" if kind == "ab" else "raw sRGB in [0, 1]", "size_multiple": multiple}
@@ -87,10 +93,18 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, size: int = 32, opset
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, str(value)
-    tmp = path.with_name(f".{path.name}.tmp")
     onnx.save(proto, str(tmp))
     os.replace(tmp, path)
     return path
+
+
+def max_opset() -> int:
+    """The newest ONNX opset this torch's exporter writes (23 for torch 2.13)."""
+    try:
+        from torch.onnx._constants import ONNX_MAX_OPSET
+    except ImportError:  # a private module: fall back to the opset this package was checked with
+        return OPSET
+    return int(ONNX_MAX_OPSET)
 
 
 class OnnxChroma:
@@ -161,6 +175,4 @@ def onnx_colorizer(path: str | os.PathLike, **settings) -> Colorizer:
     chroma = OnnxChroma(path)
     if settings.get("size") is None:
         settings["size"] = int(chroma.card.get("colorize_size") or DEFAULT_SIZE)
-    if settings["size"] < 8:
-        raise AutocolorError(f"--size must be at least 8, got {settings['size']}")
     return Colorizer(model=chroma, card=chroma.card, device=torch.device("cpu"), name=str(path), **settings)

@@ -6,10 +6,13 @@ Every way a file can be bad (missing, empty, truncated, not an image, too many p
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import io
 import os
+import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +60,8 @@ def _is_colour(rgb: np.ndarray) -> bool:
 
 def from_pil(img: Image.Image, source: str = "<image>") -> Photo:
     """Decode an already opened PIL image of any common mode (grey, 16-bit, LA, P, RGB(A), CMYK...)."""
+    if img.width == 0 or img.height == 0:
+        raise ImageError(f"{source}: empty image ({img.width}x{img.height} pixels)")
     mode = img.mode
     alpha = None
     if mode in ("1", "L"):
@@ -118,6 +123,24 @@ def from_array(arr: np.ndarray, source: str = "<array>") -> Photo:
     return Photo(f, alpha, True, source)
 
 
+_PILLOW_LIMIT = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_limit(max_pixels: int | None) -> Iterator[None]:
+    """Let Pillow open images up to ``max_pixels`` when that is above its own bomb limit (about 179 Mpx, 2x
+    ``Image.MAX_IMAGE_PIXELS``), so raising --max-pixels works; our own check stays the limit."""
+    if not max_pixels or Image.MAX_IMAGE_PIXELS is None or max_pixels <= Image.MAX_IMAGE_PIXELS:
+        yield
+        return
+    with _PILLOW_LIMIT:
+        old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+
+
 def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Photo:
     """Open, validate and decode an image file (first frame; EXIF orientation applied)."""
     path = Path(path)
@@ -136,7 +159,7 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
         with warnings.catch_warnings():
             # our own --max-pixels check below is the limit; Pillow's bomb error still applies beyond 2x its own
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with _pillow_limit(max_pixels), Image.open(path) as img:
                 w, h = img.size
                 if max_pixels and w * h > max_pixels:
                     raise ImageError(f"{name}: {w}x{h} = {w * h:,} pixels is more than the limit of {max_pixels:,} "
@@ -237,13 +260,15 @@ def expand_inputs(specs: list[str], exclude: str | os.PathLike | None = None) ->
 
 
 def plan_outputs(inputs: list[Path], outdir: Path, fmt: str) -> list[Path]:
-    """OUTDIR/<stem>.<fmt> per input; repeated stems get ``-1``, ``-2``... so no two inputs share an output."""
+    """OUTDIR/<stem>.<fmt> per input; repeated stems get ``-1``, ``-2``... so no two inputs share an output, and
+    no output is one of the inputs (``photo.jpg`` and ``photo.png`` colorized into their own folder)."""
     used: set[str] = set()
+    inputs_at = {p.resolve() for p in inputs}
     outs = []
     for p in inputs:
         stem, n = p.stem or "image", 0
         name = f"{stem}.{fmt}"
-        while name.lower() in used:
+        while name.lower() in used or (outdir / name).resolve() in inputs_at:
             n += 1
             name = f"{stem}-{n}.{fmt}"
         used.add(name.lower())

@@ -102,6 +102,11 @@ def resolve(spec: str | os.PathLike) -> Path:
     if p.suffix == ".safetensors" or p.exists():
         if not p.is_file():
             raise AutocolorError(f"weights file not found: {p}")
+        if p.suffix == ".onnx":
+            raise AutocolorError(f"{p} is an ONNX graph: run it with `autocolor colorize --backend onnx --model "
+                                 f"{p}` (or autocolor.export.onnx_colorizer)")
+        if p.suffix == ".json":
+            raise AutocolorError(f"{p} is a model card: pass its weights, {p.with_suffix('.safetensors')}")
         if p.suffix != ".safetensors":
             raise AutocolorError(f"{p}: only .safetensors weights are loaded (pickled weights are refused)")
         return p
@@ -116,11 +121,16 @@ def load_card(weights: Path) -> dict:
     """The JSON model card beside a weights file."""
     card_path = Path(weights).with_suffix(".json")
     try:
-        return json.loads(card_path.read_text())
+        card = json.loads(card_path.read_text())
     except FileNotFoundError:
         raise AutocolorError(f"model card {card_path} is missing (it names the architecture)") from None
     except json.JSONDecodeError as exc:
         raise AutocolorError(f"model card {card_path} is not valid JSON: {exc}") from None
+    if not isinstance(card, dict) or not isinstance(card.get("architecture"), str) \
+            or not isinstance(card.get("config", {}), dict):
+        raise AutocolorError(f"model card {card_path} is not a model card: it needs a JSON object with "
+                             "\"architecture\" (a name) and optionally \"config\" (an object)")
+    return card
 
 
 def load_model(spec: str | os.PathLike, device: str | torch.device = "cpu",

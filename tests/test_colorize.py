@@ -310,13 +310,20 @@ def test_cli_no_silent_overwrite(model_path: Path, tmp_path: Path, capsys) -> No
     assert rc == 0 and Image.open(out / "p.png").size == (W, H)
 
 
-def test_cli_never_overwrites_input(model_path: Path, tmp_path: Path, capsys) -> None:
-    src = tmp_path / "p.png"
+def test_cli_never_overwrites_an_input(model_path: Path, tmp_path: Path, capsys) -> None:
+    """Colorized into their own folder, even with --overwrite, inputs keep their bytes: outputs take free names."""
+    src, other = tmp_path / "p.png", tmp_path / "p.jpg"
     Image.fromarray(ramp(), "L").save(src)
-    before = src.read_bytes()
-    rc = main(["colorize", str(src), "-o", str(tmp_path), "--model", str(model_path), "--overwrite"])
-    assert rc == 1 and "would replace the input" in capsys.readouterr().err
-    assert src.read_bytes() == before
+    Image.fromarray(ramp(), "L").save(other)
+    before = {p: p.read_bytes() for p in (src, other)}
+    rc = main(["colorize", str(other), str(src), "-o", str(tmp_path), "--model", str(model_path), "--overwrite"])
+    out = capsys.readouterr().out.split()
+    assert rc == 0 and out == [str(tmp_path / "p-1.png"), str(tmp_path / "p-2.png")]
+    assert {p: p.read_bytes() for p in (src, other)} == before
+    written, errors = Colorizer.load(model_path).colorize_files(  # the guard behind the planned names
+        [other, src], [src, tmp_path / "q.png"], overwrite=True, progress=False)
+    assert written == [tmp_path / "q.png"] and [e[0] for e in errors] == [other]
+    assert "would replace an input" in errors[0][1] and src.read_bytes() == before[src]
 
 
 def test_cli_batch_with_failures(model_path: Path, tmp_path: Path, capsys) -> None:
@@ -470,3 +477,45 @@ def test_cli_boost_max_range_is_the_models() -> None:
         option = next(p for p in command.params if p.name == "boost_max")
         assert isinstance(option.type, click.FloatRange)
         assert (option.type.min, option.type.max) == (1, MAX_BOOST)
+
+
+def test_api_refuses_what_the_cli_refuses(model_path: Path, col: Colorizer) -> None:
+    """Decoding values out of the CLI's ranges (NaN would give a black image), sizes past MAX_SIZE, a bare path
+    given to colorize_many, and an empty PIL image are clear errors, not silent wrong output."""
+    img = ramp()
+    for kwargs in ({"saturation": float("nan")}, {"saturation": -1.0}, {"temperature": 0.0},
+                   {"temperature": float("inf")}, {"boost": -5.0}):
+        with pytest.raises(AutocolorError, match="must be a finite number"):
+            col.colorize(img, **kwargs)
+        with pytest.raises(AutocolorError, match="must be a finite number"):
+            Colorizer.load(model_path, device="cpu", **kwargs)
+    assert np.asarray(col.colorize(img, saturation=np.float32(0.5))).shape == (H, W, 3)
+    with pytest.raises(AutocolorError, match="from 8 to 2048"):
+        Colorizer.load(model_path, size=100_000)
+    with pytest.raises(TypeError, match="takes a list"):
+        list(col.colorize_many("a.jpg"))
+    with pytest.raises(AutocolorError, match="empty image"):
+        col.colorize(Image.new("L", (0, 0)))
+
+
+def test_pil_input_is_turned_upright_like_a_file(col: Colorizer, tmp_path: Path) -> None:
+    img = Image.fromarray(ramp(), "L")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees: shown upright as H wide, W high
+    path = tmp_path / "rot.jpg"
+    img.save(path, exif=exif.tobytes())
+    with Image.open(path) as opened:
+        from_pil = col.colorize(opened)
+    assert from_pil.size == col.colorize(path).size == (H, W)
+
+
+def test_cli_onnx_backend_messages(model_path: Path, tmp_path: Path, capsys) -> None:
+    src = tmp_path / "p.png"
+    Image.fromarray(ramp(), "L").save(src)
+    (tmp_path / "m.onnx").write_bytes(b"onnx")
+    assert main(["colorize", str(src), "-o", str(tmp_path / "o"), "--model", str(tmp_path / "m.onnx")]) == 1
+    assert "is an ONNX graph: run it with `autocolor colorize --backend onnx" in capsys.readouterr().err
+    assert main(["colorize", str(src), "-o", str(tmp_path / "o"), "--backend", "onnx", "--model", "m.onnx",
+                 "--device", "cuda"]) == 1
+    err = capsys.readouterr().err
+    assert "runs on the CPU (ONNX Runtime): leave out --device" in err and "--temperature" not in err

@@ -217,3 +217,25 @@ def test_write_refuses_overwrite(tmp_path: Path) -> None:
     write_image(Image.new("RGB", (4, 4), (200, 20, 30)), path, overwrite=True)
     with Image.open(path) as back:
         assert back.getpixel((0, 0)) == (200, 20, 30)
+
+
+def test_max_pixels_above_pillows_own_limit_is_honoured() -> None:
+    from autocolor import imageio
+
+    pillow = Image.MAX_IMAGE_PIXELS
+    with imageio._pillow_limit(pillow * 4):
+        assert Image.MAX_IMAGE_PIXELS == pillow * 4  # Pillow's bomb error now starts beyond --max-pixels
+    with imageio._pillow_limit(1000):
+        assert Image.MAX_IMAGE_PIXELS == pillow  # a lower limit is ours alone
+    assert Image.MAX_IMAGE_PIXELS == pillow
+
+
+def test_atomic_write_names_the_problem(tmp_path: Path) -> None:
+    from autocolor.files import atomic_write_bytes
+
+    (tmp_path / "f").write_bytes(b"x")
+    with pytest.raises(NotADirectoryError, match="f is a file, not a folder"):
+        atomic_write_bytes(tmp_path / "f" / "sub" / "out.png", b"data")
+    with pytest.raises(IsADirectoryError, match="is a folder; give a file name"):
+        atomic_write_bytes(tmp_path, b"data")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind

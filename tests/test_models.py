@@ -149,6 +149,19 @@ def test_colorize_keeps_train_mode():
     assert torch.equal(out, model.eval().colorize(L)) and not model.training
 
 
+def test_onnx_files_cards_and_bad_cards_get_their_own_messages(tmp_path):
+    (tmp_path / "m.onnx").write_bytes(b"onnx")
+    with pytest.raises(AutocolorError, match="is an ONNX graph: run it with `autocolor colorize --backend onnx"):
+        weights.resolve(tmp_path / "m.onnx")
+    (tmp_path / "m.json").write_text("{}")
+    with pytest.raises(AutocolorError, match=r"is a model card: pass its weights, .*m\.safetensors"):
+        weights.resolve(tmp_path / "m.json")
+    for text in ("{}", "[1]", '{"architecture": "seed", "config": [1]}'):
+        (tmp_path / "m.json").write_text(text)
+        with pytest.raises(AutocolorError, match="is not a model card: it needs a JSON object"):
+            weights.load_card(tmp_path / "m.safetensors")
+
+
 def test_load_errors(tmp_path):
     (tmp_path / "model.pt").write_bytes(b"pickle")
     with pytest.raises(AutocolorError, match="pickled weights are refused"):
