@@ -205,7 +205,7 @@ def diagram(model, output, overwrite) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @DEVICE
 @click.option("--temperature", type=click.FloatRange(0, min_open=True), default=None,
-              help="Softmax temperature for classification models (e.g. vivid); ignored by others.")
+              help="Softmax temperature for classification models (e.g. vivid); ignored by others, with a note.")
 @click.option("--boost", type=click.FloatRange(0), default=None,
               help="Per-image colour boost strength for classification models (0 = off) [default: the card's].")
 @click.option("--boost-max", type=click.FloatRange(1, 5), default=None, metavar="S",

@@ -153,6 +153,10 @@ class Colorizer:
         dev = pick_device(device)
         spec = resolve_model(str(spec), notice)
         model, card = load_model(spec, dev)  # __post_init__ folds BatchNorm (one copy, made there)
+        asked = decoding_options(settings.get("temperature"), settings.get("boost"), settings.get("boost_max"))
+        if asked and not getattr(model, "decodes", False) and notice:
+            flags = ", ".join(f"--{k.replace('_', '-')}" for k in asked)
+            notice(f"{spec} is not a classification model (like vivid): {flags} ignored")
         if settings.get("size") is None:
             size = card.get("colorize_size") or DEFAULT_SIZE
             if not isinstance(size, int):

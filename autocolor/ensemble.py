@@ -31,6 +31,7 @@ class VividEnsemble(ColorNet):
     """
 
     output = "bins"
+    decodes = True
     trainable = False  # assembled from trained runs by scripts/ensemble.py
 
     def __init__(self, vivid: list[dict] | None = None, fidelity: list[dict] | None = None,

@@ -26,6 +26,7 @@ class ColorNet(nn.Module):
     output = "ab"
     size_multiple = 8  # input sides must be multiples of this; each model sets its own
     uses_labels = False  # True for a model whose ``loss`` also takes the images' class labels
+    decodes = False  # True for classification models, whose ``chroma`` takes temperature / boost / boost_max
 
     def loss(self, raw: torch.Tensor, lab: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
         """Training loss against the target image given as Lab and as sRGB in [0, 1]."""

@@ -200,6 +200,7 @@ class VividUNet(UNet):
     """
 
     output = "bins"
+    decodes = True
     head_stride = 2  # the bin distribution is predicted at half resolution
 
     def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), temperature: float = 0.38,

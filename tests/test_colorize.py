@@ -519,3 +519,12 @@ def test_cli_onnx_backend_messages(model_path: Path, tmp_path: Path, capsys) -> 
                  "--device", "cuda"]) == 1
     err = capsys.readouterr().err
     assert "runs on the CPU (ONNX Runtime): leave out --device" in err and "--temperature" not in err
+
+
+def test_decoding_knobs_on_a_fidelity_model_are_noted(model_path: Path) -> None:
+    notes: list[str] = []
+    Colorizer.load(model_path, device="cpu", notice=notes.append, temperature=0.5, boost_max=2.0)
+    assert notes == [f"{model_path} is not a classification model (like vivid): --temperature, --boost-max ignored"]
+    notes.clear()
+    Colorizer.load("vivid", device="cpu", notice=notes.append, temperature=0.5)
+    assert notes == []
