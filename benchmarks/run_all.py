@@ -48,14 +48,19 @@ def run(script: str, quick: bool, folder: Path, env: dict[str, str], threads: in
     print(f"$ {shown}", flush=True)
     started = _now()
     subprocess.run(cmd, check=True, cwd=ROOT, env=env)
-    res = {**json.loads(out.read_text()), "started": started, "command": shown}
+    res = stamped(json.loads(out.read_text()), started, shown)
     out.write_text(json.dumps(res, indent=2) + "\n")
     return res
 
 
+def stamped(res: dict, started: str, command: str) -> dict:
+    """A script's results with when and by what command they were measured (keys of its own stay as they are)."""
+    return {**res, "measured_at": started, "measured_by": command}
+
+
 def provenance(res: dict) -> str:
     """One line: when, where and under what load a script's figures were measured."""
-    when = res.get("started", "date not recorded")
+    when = res.get("measured_at", "date not recorded")
     return f"Measured {when} on {res['machine']}, {res['load']}."
 
 

@@ -16,9 +16,10 @@ def _results() -> list[dict]:
 def test_run_all_says_where_each_table_was_measured():
     bench = load_script("benchmarks/run_all.py")
     train, infer, photo = _results()
-    train = {**train, "started": "2026-01-02 03:04 UTC", "machine": "Machine A", "load": "load 1"}
+    train = {**bench.stamped(train, "2026-01-02 03:04 UTC", "python x.py"), "machine": "Machine A", "load": "load 1"}
+    assert train["command"] == _results()[0]["command"]  # the script's own whole-command figures are kept
     photo = {**photo, "machine": "Machine B", "load": "load 2"}
-    photo.pop("started", None)
+    photo.pop("measured_at", None)
     text = bench.markdown(train, infer, photo, command="python benchmarks/run_all.py --only photo_1mp",
                           started="2026-02-03 04:05 UTC", load_before="x", load_after="y")
     assert "Training: Measured 2026-01-02 03:04 UTC on Machine A, load 1." in text
