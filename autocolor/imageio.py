@@ -106,6 +106,10 @@ def from_array(arr: np.ndarray, source: str = "<array>") -> Photo:
     elif arr.dtype == np.uint16:
         f, alpha_scale = arr.astype(np.float32) / 65535.0, 257.0
     elif np.issubdtype(arr.dtype, np.floating):
+        top = float(np.nanmax(arr)) if not np.isnan(arr).all() else 0.0
+        if top > 1.01:  # 0-255 data in a float array would come out white when clipped: say so instead
+            raise ImageError(f"{source}: float arrays are read as values in [0, 1], and this one reaches {top:g}; "
+                             "divide 0-255 data by 255 (or pass uint8)")
         f, alpha_scale = np.clip(np.nan_to_num(arr.astype(np.float32)), 0, 1), 1.0 / 255.0
     else:
         raise ImageError(f"{source}: unsupported array dtype {arr.dtype} (use uint8, uint16 or float)")

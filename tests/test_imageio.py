@@ -180,6 +180,9 @@ def test_from_array_shapes_and_dtypes() -> None:
         from_array(np.zeros((4, 4, 5), np.uint8))
     with pytest.raises(ImageError, match="dtype"):
         from_array(np.zeros((4, 4), np.int64))
+    assert from_array(g / 255.0).pixels.max() == pytest.approx(g.max() / 255, abs=1e-6)
+    with pytest.raises(ImageError, match="reaches 255; divide 0-255 data by 255"):
+        from_array(np.full((4, 4), 255.0))
 
 
 def test_expand_inputs_files_folders_globs(tmp_path: Path) -> None:
