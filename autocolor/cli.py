@@ -170,8 +170,16 @@ def evaluate(model, split, max_images, as_json, grid, no_grid, device, precision
     click.echo(f"{res['model']} on {res['n_images']} {what} (grey input in brackets)")
     for key in ("psnr", "ssim", "colorfulness", "delta_colorfulness", "auc"):
         click.echo(f"  {key:<20} {res[key]:>9.4f}   ({g[key]:.4f})")
+    if "semantic_accuracy" in res:
+        click.echo(f"  {'semantic_accuracy':<20} {res['semantic_accuracy']:>9.4f}   ({g['semantic_accuracy']:.4f}); "
+                   f"originals {res['ground_truth']['semantic_accuracy']:.4f}, grey-to-colour gap closed "
+                   + ("n/a" if res.get("semantic_gap_closed") is None else f"{res['semantic_gap_closed']:.1%}"))
     click.echo(f"  ground-truth colorfulness {res['ground_truth']['colorfulness']:.4f}"
                + (f"; grid: {res['grid']}" if res.get("grid") else ""))
+    skipped = res.get("skipped") or {}
+    if any(skipped.values()):
+        click.echo(f"  skipped: {skipped.get('greyscale', 0)} greyscale, {skipped.get('unreadable', 0)} unreadable "
+                   "file(s)")
 
 
 @cli.command()

@@ -385,8 +385,8 @@ def _train_in(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device, o
     except (TypeError, ValueError) as exc:
         raise AutocolorError(f"--model-config does not fit {cfg.model}: {exc}") from None
     if model.uses_labels and (cfg.images or model.classify.out_features != CIFAR_CLASSES):
-        raise AutocolorError(f"--model-config classes trains on CIFAR-10's labels: it needs classes "
-                             f"{CIFAR_CLASSES} and no --images")
+        raise AutocolorError(f"--model-config \"classes\" adds a head trained on CIFAR-10's labels: it works only "
+                             f"on CIFAR-10 (not with --images) and with \"classes\": {CIFAR_CLASSES}")
     model = model.to(device).to(memory_format=torch.channels_last)
     if info.enabled:  # weights come from rank 0 (DDP broadcasts them); other randomness differs per rank
         torch.manual_seed(cfg.seed + 7919 * (info.rank + 1))

@@ -129,7 +129,8 @@ def choose(rows: list[dict], max_delta: float, min_psnr: float | None = None) ->
             return max(kept, key=lambda row: (row["semantic_gap_closed"], row["psnr"])), rule
     if ok:
         return max(ok, key=lambda row: row["psnr"]), rule
-    return min(rows, key=lambda row: row["delta_colorfulness"]), rule
+    return (min(rows, key=lambda row: row["delta_colorfulness"]),
+            f"no decoding met delta colourfulness <= {max_delta}: the smallest delta colourfulness")
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ def test_default_grid_name_and_text_output(run_dir, cifar_dir, tmp_path, monkeyp
                      "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert f"{run_dir} on 20 test images" in out and "psnr" in out
+    assert "semantic_accuracy" in out and "grey-to-colour gap closed" in out and "skipped" not in out
     assert (tmp_path / f"eval-{run_dir.name}.png").read_bytes()[:8] == PNG
 
 

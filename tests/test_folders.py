@@ -140,6 +140,8 @@ def test_train_on_folder_then_evaluate_it(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)
     assert code == 0 and res["n_images"] == 10 and res["image_size"] == 32
     assert res["skipped"] == {"greyscale": 2, "unreadable": 2} and (tmp_path / "grid.png").is_file()
+    assert main(["evaluate", "--model", str(out), "--images", str(root), "--no-grid", "--max-images", "10"]) == 0
+    assert "skipped: 2 greyscale, 2 unreadable file(s)" in capsys.readouterr().out  # the text output says so too
 
 
 def test_sampler_shards_and_resumes_part_way(tmp_path):

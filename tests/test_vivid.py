@@ -252,3 +252,12 @@ def test_boost_max_caps_each_images_scale():
             _model(boost_max=bad)
         with pytest.raises(ValueError, match="boost_max"):
             m.chroma(L, raw, boost=0.2, boost_max=bad)
+
+
+def test_tune_vivid_says_when_no_decoding_met_the_rule():
+    bench = load_script("benchmarks/tune_vivid.py")
+    rows = [{"psnr": 23.3, "delta_colorfulness": 25.0}, {"psnr": 22.3, "delta_colorfulness": 21.8}]
+    row, rule = bench.choose(rows, max_delta=1.5)
+    assert row is rows[1] and rule == "no decoding met delta colourfulness <= 1.5: the smallest delta colourfulness"
+    row, rule = bench.choose([*rows, {"psnr": 22.0, "delta_colorfulness": 1.0}], max_delta=1.5)
+    assert row["psnr"] == 22.0 and rule == "best PSNR with delta colourfulness <= 1.5"
