@@ -20,6 +20,7 @@ ENV_VAR = "AUTOCOLOR_DATA"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_FILES = ["test_batch"]
 VAL_SIZE = 5000
+REFETCH = "delete that cifar-10-batches-py/ folder and run again to download a fresh copy (or pass --data)"
 VAL_SEED = 20240521
 CLASSES = 10
 
@@ -54,8 +55,9 @@ def safe_unpickle(path: Path) -> object:
             return _RestrictedUnpickler(io.BytesIO(f.read()), encoding="bytes").load()
     except _Forbidden as exc:
         raise AutocolorError(f"refusing to load {path}: {exc}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
-        raise AutocolorError(f"corrupt or truncated CIFAR-10 batch {path}: {exc}") from None
+    except (Exception, MemoryError) as exc:  # noqa: BLE001 - a damaged pickle raises anything (Overflow, Lookup...)
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise AutocolorError(f"corrupt or truncated CIFAR-10 batch {path}: {why}; {REFETCH}") from None
 
 
 @dataclass
@@ -74,14 +76,17 @@ class Split:
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
-        raise AutocolorError(f"missing CIFAR-10 file {path}")
+        raise AutocolorError(f"missing CIFAR-10 file {path}; {REFETCH}")
     obj = safe_unpickle(path)
     if not isinstance(obj, dict) or b"data" not in obj or b"labels" not in obj:
         raise AutocolorError(f"corrupt CIFAR-10 batch {path}: expected a dict with b'data' and b'labels'")
     data, labels = obj[b"data"], np.asarray(obj[b"labels"])
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise AutocolorError(f"corrupt CIFAR-10 batch {path}: data must be uint8 of shape (N, 3072)")
-    if labels.shape != (data.shape[0],) or labels.dtype.kind not in "iu":
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise AutocolorError(f"corrupt CIFAR-10 batch {path}: labels must be a list of integers, got "
+                             f"{labels.dtype} of shape {labels.shape}")
+    if len(labels) != data.shape[0]:
         raise AutocolorError(f"corrupt CIFAR-10 batch {path}: {len(labels)} labels for {data.shape[0]} images")
     if labels.size and (labels.min() < 0 or labels.max() >= CLASSES):
         raise AutocolorError(f"corrupt CIFAR-10 batch {path}: labels outside 0..9")
@@ -104,10 +109,14 @@ def _as_folder(root: Path) -> Path | None:
 def locate(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
     """Return the ``cifar-10-batches-py`` folder, downloading into ~/.cache/autocolor if none is found."""
     roots = candidate_roots(data_dir)
-    if data_dir is not None and _as_folder(roots[0]) is None:  # an explicit --data never falls back silently
+    explicit = f"--data {data_dir}" if data_dir is not None else \
+        f"{ENV_VAR}={roots[0]}" if os.environ.get(ENV_VAR) else None
+    if explicit and _as_folder(roots[0]) is None:  # --data or $AUTOCOLOR_DATA never falls back silently
         if not roots[0].exists():
-            raise AutocolorError(f"--data {data_dir}: no such folder")
-        raise AutocolorError(f"--data {data_dir}: no {FOLDER}/ with data_batch_1..5 and test_batch there")
+            raise AutocolorError(f"{explicit}: no such folder")
+        archive = " (it holds the archive: unpack it there with tar xzf)" if any(
+            roots[0].glob("cifar-10-python.tar.gz")) else ""
+        raise AutocolorError(f"{explicit}: no {FOLDER}/ with data_batch_1..5 and test_batch there{archive}")
     for root in roots:
         if (found := _as_folder(root)) is not None:
             return found
@@ -135,6 +144,9 @@ def load_split(split: str, data_dir: str | os.PathLike | None = None, download: 
     full = Split(torch.from_numpy(data).view(-1, 3, 32, 32).contiguous(), torch.from_numpy(labels))
     if split in ("test", "trainval"):
         return full
+    if split == "train" and len(full) <= VAL_SIZE:
+        raise AutocolorError(f"{folder}: {len(full)} training images, and the {VAL_SIZE:,} held out for validation "
+                             "leave none to train on; use all of them with --final-fit, or a larger copy of CIFAR-10")
     order = torch.randperm(len(full), generator=torch.Generator().manual_seed(VAL_SEED))
     return full.subset(order[:VAL_SIZE] if split == "val" else order[VAL_SIZE:].sort().values)
 

@@ -8,6 +8,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,6 +20,7 @@ from autocolor.errors import AutocolorError
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 FOLDER = "cifar-10-batches-py"
+WORK_PREFIX = ".autocolor-dl-"
 
 
 def _fetch(url: str, dest: Path, progress: bool) -> None:
@@ -58,6 +60,22 @@ def _safe_extract(archive: Path, dest: Path) -> None:
         tar.extractall(dest, filter="data")
 
 
+def _missing(folder: Path) -> list[str]:
+    """The batch files a ``cifar-10-batches-py`` folder lacks."""
+    return [n for n in (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch") if not (folder / n).is_file()]
+
+
+def _remove_stale(root: Path, max_age_s: float = 86400) -> None:
+    """Delete work folders of downloads killed over a day ago (a killed process cannot clean up after itself)."""
+    cutoff = time.time() - max_age_s
+    for old in root.glob(f"{WORK_PREFIX}*"):
+        try:
+            if old.is_dir() and old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def download_cifar10(root: Path, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5,
                      progress: bool = True) -> Path:
     """Download, verify and unpack CIFAR-10 into ``root/cifar-10-batches-py``; return that folder.
@@ -67,8 +85,14 @@ def download_cifar10(root: Path, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5,
     """
     root = Path(root).expanduser()
     final = root / FOLDER
+    if final.exists():
+        if not _missing(final):
+            return final  # e.g. another process (a torchrun rank) finished the same download first
+        raise AutocolorError(f"{final} is incomplete (no {', '.join(_missing(final))}); delete it and run again "
+                             "to download CIFAR-10 afresh")
     root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".autocolor-dl-", dir=root))
+    _remove_stale(root)
+    work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=root))
     try:
         archive = work / "cifar-10-python.tar.gz"
         _fetch(url, archive, progress)
@@ -83,7 +107,12 @@ def download_cifar10(root: Path, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5,
             raise AutocolorError(f"corrupt archive from {url}: {exc}") from None
         if not (unpack / FOLDER).is_dir():
             raise AutocolorError(f"archive from {url} has no {FOLDER}/ folder")
-        os.replace(unpack / FOLDER, final)
+        try:
+            os.replace(unpack / FOLDER, final)
+        except OSError as exc:
+            if final.is_dir() and not _missing(final):
+                return final  # another process put a complete copy there meanwhile
+            raise AutocolorError(f"could not move the unpacked CIFAR-10 to {final}: {exc.strerror or exc}") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return final

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -35,11 +36,18 @@ def half_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _write_weights(state: dict[str, torch.Tensor], path: Path, architecture: str) -> None:
+    if path.is_dir():
+        raise AutocolorError(f"{path} is a folder; give a .safetensors file name")
     path.parent.mkdir(parents=True, exist_ok=True)  # safetensors does not create folders
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(state, str(tmp), metadata={"architecture": architecture})
-    os.chmod(tmp, 0o644)  # safetensors writes 0600; weights are for everyone to read
-    os.replace(tmp, path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # unique per writer
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        save_file(state, str(tmp), metadata={"architecture": architecture})
+        os.chmod(tmp, 0o644)  # weights are for everyone to read
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # gone after a successful replace; removed after a failure
 
 
 def save_model(model: nn.Module, path: Path, card: dict, half: bool = False) -> Path:

@@ -212,6 +212,9 @@ def test_truncated_batch_names_the_file(tmp_path, cut):
     ({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0] * 3}, "3 labels for 4 images"),
     ({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, 2, 10]}, "labels outside 0..9"),
     ({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, -1, 2]}, "labels outside 0..9"),
+    ({b"data": np.zeros((4, 3072), np.uint8), b"labels": 5}, r"labels must be a list of integers, got int64 of shape"),
+    ({b"data": np.zeros((1, 3072), np.uint8), b"labels": [[0]]}, r"of shape \(1, 1\)"),
+    ({b"data": np.zeros((1, 3072), np.uint8), b"labels": [b"a"]}, "labels must be a list of integers"),
 ])
 def test_malformed_batch_names_the_file(tmp_path, obj, why):
     path = tmp_path / "test_batch"
@@ -288,3 +291,34 @@ def test_no_data_no_network_is_one_clear_line(no_data_anywhere):
 def test_no_data_without_download(no_data_anywhere):
     with pytest.raises(AutocolorError, match="pass --data DIR or set AUTOCOLOR_DATA"):
         data.locate(download=False)
+
+
+def test_any_damage_to_a_pickle_is_one_line(tmp_path):
+    """Damage that pickle reports as OverflowError or LookupError (not only truncation) is a user error too."""
+    good = pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}, protocol=4)
+    frame = good.index(b"\x95") + 1  # protocol 4: the first frame's 8-byte length follows opcode 0x95
+    bad = tmp_path / "data_batch_1"
+    bad.write_bytes(good[:frame] + b"\xff" * 8 + good[frame + 8:])
+    with pytest.raises(AutocolorError, match="corrupt or truncated CIFAR-10 batch .*delete that cifar-10-batches-py"):
+        data._read_batch(bad)
+    latin = pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}, protocol=2)
+    bad.write_bytes(latin.replace(b"latin1", b"lqtin1"))
+    with pytest.raises(AutocolorError, match="corrupt or truncated"):
+        data._read_batch(bad)
+
+
+def test_env_var_is_strict_like_data(tmp_path, monkeypatch):
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "typo"))
+    with pytest.raises(AutocolorError, match=f"{data.ENV_VAR}={tmp_path / 'typo'}: no such folder"):
+        data.locate(download=False)
+    (tmp_path / "dl").mkdir()
+    (tmp_path / "dl" / "cifar-10-python.tar.gz").write_bytes(b"")
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "dl"))
+    with pytest.raises(AutocolorError, match="holds the archive: unpack it there with tar xzf"):
+        data.locate(download=False)
+
+
+def test_a_small_copy_leaves_no_training_split(fake_cifar):
+    with pytest.raises(AutocolorError, match="50 training images, and the 5,000 held out for validation leave none"):
+        data.load_split("train", fake_cifar, download=False)
+    assert len(data.load_split("val", fake_cifar, download=False)) == 50

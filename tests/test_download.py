@@ -191,3 +191,40 @@ def test_locate_downloads_into_home_cache(no_data_anywhere, server, archive, mon
     assert len(data.load_split("test")) == 10  # now found without downloading again
     server.routes.clear()
     assert data.locate() == folder
+
+
+def test_existing_folder_complete_or_not(tmp_path, server, archive, monkeypatch):
+    """A second download into the same place (another torchrun rank) returns the finished copy; an incomplete
+    folder is named with what it lacks, before anything is fetched; a rank that loses the final rename to another
+    one returns the other's copy."""
+    url = server.serve("/cifar.tar.gz", archive)
+    root = tmp_path / "root"
+    folder = download.download_cifar10(root, url, _md5(archive), progress=False)
+    assert download.download_cifar10(root, "http://127.0.0.1:9/never", "0" * 32, progress=False) == folder
+    (folder / "data_batch_3").unlink()
+    with pytest.raises(AutocolorError, match=r"is incomplete \(no data_batch_3\); delete it and run again"):
+        download.download_cifar10(root, "http://127.0.0.1:9/never", "0" * 32, progress=False)
+    (folder / "data_batch_3").write_bytes((tmp_path / "root" / download.FOLDER / "data_batch_1").read_bytes())
+    other = tmp_path / "other"
+    real_replace = download.os.replace
+
+    def lose_the_race(src, dst):  # another process finishes first, then our rename meets a full folder
+        real_replace(str(folder), str(dst))
+        raise OSError(39, "Directory not empty")
+
+    monkeypatch.setattr(download.os, "replace", lose_the_race)
+    assert download.download_cifar10(other, url, _md5(archive), progress=False) == other / download.FOLDER
+    assert sorted(p.name for p in other.iterdir()) == [download.FOLDER]  # our work folder is gone
+
+
+def test_stale_work_folders_are_removed(tmp_path):
+    import os
+    import time
+
+    old, new = tmp_path / ".autocolor-dl-old", tmp_path / ".autocolor-dl-new"
+    old.mkdir()
+    new.mkdir()
+    stale = time.time() - 3 * 86400
+    os.utime(old, (stale, stale))
+    download._remove_stale(tmp_path)
+    assert not old.exists() and new.exists()

@@ -272,3 +272,13 @@ def test_training_ssim_map_matches_the_library_map_it_replaces():
     g_ours, = torch.autograd.grad(ours.mean(), x)
     g_ref, = torch.autograd.grad(ref.mean(), x)
     torch.testing.assert_close(g_ours, g_ref, atol=1e-7, rtol=1e-4)
+
+
+def test_weights_into_a_folder_is_refused_and_leaves_no_temp_file(tmp_path):
+    model = models.build("seed", widths=(8, 16, 32))
+    (tmp_path / "w.safetensors").mkdir()
+    with pytest.raises(AutocolorError, match="is a folder; give a .safetensors file name"):
+        weights.save_model(model, tmp_path / "w.safetensors", {})
+    path = weights.save_model(model, tmp_path / "ok.safetensors", {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.json", "ok.safetensors", "w.safetensors"]
+    assert (path.stat().st_mode & 0o777) == 0o644
