@@ -10,6 +10,7 @@ import json
 import os
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,13 +21,14 @@ from torch import nn
 from tqdm import tqdm
 
 from autocolor.colour import to_float
-from autocolor.data import epoch_batches, load_split
-from autocolor.errors import AutocolorError
+from autocolor.data import VAL_SIZE, epoch_batches, load_split
+from autocolor.errors import AutocolorError, run_main
 from autocolor.runtime import autocast, machine_name, pick_device, pick_precision
 from autocolor.weights import BUNDLED, write_card
 
 MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
 STD = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)
+PROG = "python -m autocolor.classifier"
 WEIGHTS = BUNDLED / "instruments" / "classifier.safetensors"  # not a colorizer: kept out of bundled_names()
 
 
@@ -98,8 +100,53 @@ def classifier_at(path: str | os.PathLike | None) -> Classifier | None:
     return load_classifier(Path(path))
 
 
-SPLIT_DATA = {"trainval": "CIFAR-10 training set (50,000 images)",
-              "train": "CIFAR-10 training set less the 5,000 validation images (45,000 images)"}
+SPLIT_DATA = {"trainval": "CIFAR-10 training set ({n:,} images)",
+              "train": "CIFAR-10 training set less the {val:,} validation images ({n:,} images)"}
+
+
+def data_text(split: str, images: int) -> str:
+    """What the card says the classifier trained on: the split, with the number of images it really had."""
+    return SPLIT_DATA[split].format(n=images, val=VAL_SIZE)
+
+
+def check_out(out: Path) -> Path:
+    """Refuse an ``--out`` that could not be written, before any training: a folder, a name without .safetensors,
+    or a parent that is a file or cannot be created."""
+    out = Path(out)
+    for path in (out, out.with_suffix(".json")):
+        if path.is_dir():
+            raise AutocolorError(f"--out {out}: {path} is a folder; give a .safetensors file name")
+    if out.suffix != ".safetensors":
+        raise AutocolorError(f"--out {out}: the weights are written as safetensors; give a .safetensors file name")
+    for parent in [out.parent, *out.parent.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise AutocolorError(f"--out {out}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise AutocolorError(f"--out {out}: cannot write in {parent} (permission denied)")
+            break
+    return out
+
+
+def save_weights(model: nn.Module, out: Path) -> None:
+    """Write ``model``'s weights to ``out`` atomically: a temp file in the same folder, renamed over ``out``
+    (removed if anything fails), so an interrupted save never leaves half a file or spoils an older one."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def train_classifier(epochs: int, out: Path, batch_size: int = 256, lr: float = 0.1, seed: int = 0,
@@ -111,10 +158,18 @@ def train_classifier(epochs: int, out: Path, batch_size: int = 256, lr: float = 
     seen, so model selection can use semantic accuracy (``evaluate(..., classifier=PATH)``)."""
     if split not in SPLIT_DATA:
         raise ValueError(f"split must be one of {sorted(SPLIT_DATA)}, got {split!r}")
+    if epochs < 1:
+        raise AutocolorError(f"--epochs {epochs}: train for at least 1 epoch")
+    out = check_out(out)  # before the (long) training, not after it
     dev = pick_device(device)
     prec = pick_precision(precision, dev)
     torch.manual_seed(seed)
     train, test = load_split(split, data), load_split("test", data)
+    if len(train) < batch_size:
+        raise AutocolorError(f"the {split} split has {len(train):,} images, fewer than one batch of {batch_size}: "
+                             "give --data a folder with more images")
+    if len(test) == 0:
+        raise AutocolorError("the test batch holds no images to score the classifier on")
     model = Classifier().to(dev).to(memory_format=torch.channels_last)
     steps = len(train) // batch_size
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
@@ -135,20 +190,28 @@ def train_classifier(epochs: int, out: Path, batch_size: int = 256, lr: float = 
     seconds = time.perf_counter() - t0
     model = model.cpu()
     acc = accuracy(model, test.images, test.labels)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out))
+    save_weights(model, out)
     card = {"architecture": "classifier", "widths": list(model.widths), "test_accuracy": round(acc, 4),
             "training": {"command": shlex.join(["python", "-m", "autocolor.classifier", *sys.argv[1:]]),
-                         "data": SPLIT_DATA[split], "epochs": epochs,
+                         "data": data_text(split, len(train)), "epochs": epochs,
                          "seconds": round(seconds, 1), "machine": machine_name(), "precision": prec}}
     write_card(out, card)
     return card
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--epochs", type=int, default=15)
+    ap = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    ap.add_argument("--epochs", type=_positive_int, default=15)
     ap.add_argument("--out", type=Path, default=WEIGHTS)
     ap.add_argument("--data", default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -160,4 +223,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, PROG)

@@ -146,7 +146,9 @@ def load_split(split: str, data_dir: str | os.PathLike | None = None, download: 
         return full
     if split == "train" and len(full) <= VAL_SIZE:
         raise AutocolorError(f"{folder}: {len(full)} training images, and the {VAL_SIZE:,} held out for validation "
-                             "leave none to train on; use all of them with --final-fit, or a larger copy of CIFAR-10")
+                             "leave none to train on; train on all of them (the trainval split: "
+                             "`autocolor train --final-fit`, `python -m autocolor.classifier --split trainval`) or "
+                             "use a larger copy of CIFAR-10")
     order = torch.randperm(len(full), generator=torch.Generator().manual_seed(VAL_SEED))
     return full.subset(order[:VAL_SIZE] if split == "val" else order[VAL_SIZE:].sort().values)
 

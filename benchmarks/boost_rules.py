@@ -25,6 +25,7 @@ from tqdm import tqdm
 from autocolor.classifier import accuracy, classifier_at
 from autocolor.colour import grey_rgb, lab_from, to_uint8
 from autocolor.data import load_split
+from autocolor.errors import run_main
 from autocolor.inference import predict_all
 from autocolor.metrics import colourfulness, psnr
 from autocolor.runtime import pick_device, pick_precision
@@ -131,4 +132,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

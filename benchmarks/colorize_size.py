@@ -21,6 +21,7 @@ from PIL import Image
 
 from autocolor import metrics
 from autocolor.colorize import Colorizer, sample_paths
+from autocolor.errors import run_main
 from autocolor.models import build
 from autocolor.weights import load_card, resolve, write_card
 
@@ -78,9 +79,13 @@ def main(specs: list[str], write: bool = False) -> None:
             print(f"wrote colorize_size {write_choice(spec, psnr_by_size)} to the card of {spec}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="*", default=["default"])
     ap.add_argument("--write", action="store_true", help="store the best size in each model's card")
     args = ap.parse_args(sys.argv[1:])
     main(args.models, args.write)
+
+
+if __name__ == "__main__":
+    run_main(cli)

@@ -22,12 +22,13 @@ import torch
 
 from autocolor.colour import lab_from, to_uint8
 from autocolor.data import load_split
+from autocolor.errors import run_main
 from autocolor.metrics import psnr, ssim
 from autocolor.runtime import pick_device, pick_precision
 from autocolor.weights import load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import chroma_all  # noqa: E402
+from common import chroma_all, positive_int  # noqa: E402
 
 
 def chroma(run: str, images: torch.Tensor, precision: str, views: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,7 +57,7 @@ def main() -> None:
     ap.add_argument("--shift-tta", type=int, default=None)
     ap.add_argument("--split", default="val", choices=["val", "train"])
     ap.add_argument("--data", default=None)
-    ap.add_argument("--max-images", type=int, default=None)
+    ap.add_argument("--max-images", type=positive_int, default=None)
     args = ap.parse_args()
     views = {k: v for k, v in (("flip_tta", args.flip_tta), ("shift_tta", args.shift_tta)) if v is not None}
     images = load_split(args.split, args.data).images[:args.max_images]
@@ -82,4 +83,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -23,6 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import forward_flops, interleave, median, write_json  # noqa: E402
 
+from autocolor.errors import run_main  # noqa: E402
 from autocolor.fuse import fuse_for_inference  # noqa: E402
 from autocolor.models import build  # noqa: E402
 from autocolor.runtime import autocast  # noqa: E402
@@ -128,4 +129,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -41,6 +41,7 @@ from common import (  # noqa: E402
     write_json,
 )
 
+from autocolor.errors import run_main  # noqa: E402
 from autocolor.fuse import fuse_for_inference  # noqa: E402
 from autocolor.inference import colorize_batch  # noqa: E402
 from autocolor.models import build  # noqa: E402
@@ -184,4 +185,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import load, median, write_json  # noqa: E402
 
 from autocolor.colorize import DEFAULT_SIZE, Colorizer, sample_paths  # noqa: E402
+from autocolor.errors import run_main  # noqa: E402
 from autocolor.models import build  # noqa: E402
 from autocolor.runtime import machine_name  # noqa: E402
 
@@ -117,4 +118,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from autocolor.errors import run_main
 from autocolor.evaluate import evaluate
 from autocolor.train import TrainConfig, train
 
@@ -40,4 +41,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

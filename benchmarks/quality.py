@@ -12,6 +12,7 @@ import json
 import time
 from pathlib import Path
 
+from autocolor.errors import run_main
 from autocolor.evaluate import evaluate
 from autocolor.plots import save_figure
 from autocolor.runtime import machine_name
@@ -85,4 +86,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -24,6 +24,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import ROOT, load  # noqa: E402
 
+from autocolor.errors import run_main  # noqa: E402
+
 SCRIPTS = ["train_throughput.py", "infer_throughput.py", "photo_1mp.py"]
 
 
@@ -260,4 +262,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

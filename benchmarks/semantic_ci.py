@@ -12,15 +12,20 @@ images once; the images are then resampled with replacement (the same draws for 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import torch
 
 from autocolor.classifier import classifier_at
 from autocolor.data import load_split
-from autocolor.errors import AutocolorError
+from autocolor.errors import AutocolorError, run_main
 from autocolor.inference import colorize_all
 from autocolor.runtime import pick_device, pick_precision
 from autocolor.weights import load_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import positive_int  # noqa: E402
 
 
 @torch.no_grad()
@@ -45,7 +50,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+")
     ap.add_argument("--split", default="test")
-    ap.add_argument("--resamples", type=int, default=2000)
+    ap.add_argument("--resamples", type=positive_int, default=2000)
     ap.add_argument("--data", default=None)
     ap.add_argument("--classifier", default=None, help="classifier .safetensors (default: the bundled one)")
     args = ap.parse_args()
@@ -75,4 +80,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -14,6 +14,7 @@ import time
 import torch
 from kornia.metrics import ssim as kornia_ssim
 
+from autocolor.errors import run_main
 from autocolor.metrics import ssim_map_float
 
 
@@ -44,4 +45,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from autocolor.colour import lab_and_input, to_float
 from autocolor.data import epoch_batches, load_split
+from autocolor.errors import run_main
 from autocolor.evaluate import evaluate
 from autocolor.weights import load_model, save_model
 
@@ -81,4 +82,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

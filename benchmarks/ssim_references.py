@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from autocolor.colour import lab_and_input, lab_from, to_float, to_uint8
 from autocolor.data import load_split
+from autocolor.errors import run_main
 from autocolor.metrics import psnr, ssim
 from autocolor.runtime import pick_precision
 from autocolor.weights import load_model
@@ -115,4 +116,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

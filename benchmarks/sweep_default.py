@@ -12,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+from autocolor.errors import run_main
 from autocolor.models import build, count_params
 from autocolor.train import TrainConfig, train
 
@@ -53,4 +54,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -40,7 +40,7 @@ from common import (  # noqa: E402
 )
 
 from autocolor.data import Split, epoch_batches, locate  # noqa: E402
-from autocolor.errors import AutocolorError  # noqa: E402
+from autocolor.errors import AutocolorError, run_main  # noqa: E402
 from autocolor.models import build  # noqa: E402
 from autocolor.runtime import machine_name  # noqa: E402
 from autocolor.train import train_step  # noqa: E402
@@ -174,4 +174,4 @@ def main() -> None:
 GEMM_LABEL = "2048x2048x2048"
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -26,6 +26,7 @@ from autocolor.data import epoch_batches  # noqa: E402
 from autocolor.models import build  # noqa: E402
 from autocolor.runtime import machine_name  # noqa: E402
 from autocolor.train import train_step  # noqa: E402
+from autocolor.errors import run_main  # noqa: E402
 
 
 class Variant(TorchTrainer):
@@ -90,4 +91,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

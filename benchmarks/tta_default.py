@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from autocolor.errors import run_main
 from autocolor.evaluate import evaluate
 from autocolor.weights import load_card, resolve, write_card
 
@@ -53,4 +54,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

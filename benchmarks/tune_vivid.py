@@ -18,9 +18,11 @@ import argparse
 import shlex
 import sys
 
+from autocolor.errors import AutocolorError, run_main
 from autocolor.evaluate import evaluate
 from autocolor.weights import load_card, resolve, write_card
 
+VIVID = ("unet-vivid", "vivid-ensemble")  # the models whose decoding this tunes
 FIXED_IN_ENSEMBLE = ("calibrate", "flip_tta", "shift_tta", "centred", "mixes")
 
 KEYS = ["temperature", "boost", "boost_max", "mix", "fidelity_weight", "psnr", "ssim", "colorfulness",
@@ -57,7 +59,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.min_psnr is not None and not args.classifier:
         ap.error("--min-psnr chooses by semantic accuracy: give --classifier (one trained with --split train)")
-    ensemble = load_card(resolve(args.run))["architecture"] == "vivid-ensemble"
+    architecture = load_card(resolve(args.run))["architecture"]
+    if architecture not in VIVID:
+        raise AutocolorError(f"tune_vivid needs a classification (vivid) model: {args.run} is {architecture}, not "
+                             f"{' or '.join(VIVID)}")
+    ensemble = architecture == "vivid-ensemble"
     if ensemble and any(getattr(args, k) for k in FIXED_IN_ENSEMBLE):
         ap.error("a vivid-ensemble's views and calibrated, centred decoding are fixed; it takes --temperatures, "
                  "--boosts and --fidelity-weights")
@@ -134,4 +140,4 @@ def choose(rows: list[dict], max_delta: float, min_psnr: float | None = None) ->
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -13,6 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
+from autocolor.errors import run_main
 from autocolor.train import _replay_command
 from autocolor.weights import BUNDLED, load_card, resolve, write_card
 
@@ -46,10 +47,14 @@ def bundle(run: str, name: str, heldout: str | None = None) -> Path:
     return dst
 
 
-if __name__ == "__main__":
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
     ap.add_argument("name")
     ap.add_argument("--heldout", default=None, metavar="RUN_DIR2")
     args = ap.parse_args()
     print(bundle(args.run, args.name, args.heldout))
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -15,6 +15,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from autocolor.errors import run_main
 from autocolor.models import build
 from autocolor.weights import load_card, load_model, resolve, save_model
 
@@ -48,20 +49,41 @@ def assemble(out: str, vivid: list[str], fidelity: list[str] | None = None, fide
     return save_model(model.eval(), Path(out), card, half=half)
 
 
+def _number(low: float, high: float = float("inf"), low_open: bool = False):
+    """An argparse type: a float in [low, high] ((low, high] with ``low_open``), as the CLI's options take."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value != value or value < low or value > high or (low_open and value == low):
+            where = f"{'(' if low_open else '['}{low:g}, {high:g}]" if high != float("inf") else (
+                f"{'>' if low_open else '>='} {low:g}")
+            raise argparse.ArgumentTypeError(f"{text} is not {'in ' if high != float('inf') else ''}{where}")
+        return value
+
+    return parse
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out")
     ap.add_argument("--vivid", nargs="+", required=True, metavar="RUN")
     ap.add_argument("--fidelity", nargs="*", default=[], metavar="RUN")
-    ap.add_argument("--fidelity-weight", type=float, default=0.0)
-    ap.add_argument("--temperature", type=float, default=1.0)
-    ap.add_argument("--boost", type=float, default=0.0)
+    ap.add_argument("--fidelity-weight", type=_number(0, 1), default=0.0,
+                    help="weight of the fidelity members' a*b* in the decoded mean, 0 to 1 [default: 0]")
+    ap.add_argument("--temperature", type=_number(0, low_open=True), default=1.0,
+                    help="softmax temperature, > 0 [default: 1]")
+    ap.add_argument("--boost", type=_number(0), default=0.0, help="colour boost strength, >= 0 (0 = off) [default: 0]")
     ap.add_argument("--half", action="store_true")
     args = ap.parse_args()
+    if args.fidelity_weight > 0 and not args.fidelity:
+        ap.error("--fidelity-weight above 0 needs --fidelity members")
     command = shlex.join(["python", "scripts/ensemble.py", *sys.argv[1:]])
     print(assemble(args.out, args.vivid, args.fidelity, args.fidelity_weight, args.temperature, args.boost,
                    args.half, command))
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -8,10 +8,23 @@ from __future__ import annotations
 
 import sys
 
+from autocolor.errors import run_main
 from autocolor.weights import halve
 
-if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
-        raise SystemExit(__doc__)
-    for spec in sys.argv[1:]:
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in args):
+        print(__doc__.strip())
+        return
+    if not args:
+        raise SystemExit(f"{__doc__.strip()}\n\nhalve.py: error: give at least one NAME")
+    if options := [a for a in args if a.startswith("-")]:
+        raise SystemExit(f"usage: python scripts/halve.py NAME [NAME ...]\nhalve.py: error: unknown option "
+                         f"{options[0]} (this script takes model names only)")
+    for spec in args:
         print(halve(spec))
+
+
+if __name__ == "__main__":
+    run_main(main)

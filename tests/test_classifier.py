@@ -20,7 +20,9 @@ def _tiny_split(n: int = 64) -> Split:
                  torch.randint(0, 10, (n,), generator=gen))
 
 
-@pytest.mark.parametrize("split, count", [("train", "45,000"), ("trainval", "50,000")])
+@pytest.mark.parametrize("split, count", [
+    ("train", "CIFAR-10 training set less the 5,000 validation images (64 images)"),
+    ("trainval", "CIFAR-10 training set (64 images)")])
 def test_train_split_is_what_it_trains_on_and_what_its_card_says(split, count, tmp_path, monkeypatch):
     asked = []
 
@@ -32,9 +34,88 @@ def test_train_split_is_what_it_trains_on_and_what_its_card_says(split, count, t
     out = tmp_path / "c.safetensors"
     card = clf_mod.train_classifier(1, out, batch_size=32, split=split, device="cpu")
     assert asked == [split, "test"]
-    assert count in card["training"]["data"]
+    assert card["training"]["data"] == count  # the images it really had, not the full CIFAR-10's
     assert json.loads(out.with_suffix(".json").read_text())["training"]["data"] == card["training"]["data"]
     assert clf_mod.load_classifier(out) is not None
+
+
+def test_card_data_of_the_full_dataset_is_unchanged():
+    assert clf_mod.data_text("trainval", 50_000) == "CIFAR-10 training set (50,000 images)"
+    assert clf_mod.data_text("train", 45_000) == ("CIFAR-10 training set less the 5,000 validation images "
+                                                  "(45,000 images)")
+
+
+def _no_training(monkeypatch):
+    """Make any attempt to load data (and so to train) fail the test: the refusals must come first."""
+    def refuse(*a, **k):
+        raise AssertionError("loaded the data before checking the arguments")
+
+    monkeypatch.setattr(clf_mod, "load_split", refuse)
+
+
+@pytest.mark.parametrize("out, why", [("folder", "is a folder"), ("c.pt", "give a .safetensors file name"),
+                                      ("afile/c.safetensors", "afile is a file, not a folder"),
+                                      ("afile/sub/c.safetensors", "afile is a file, not a folder"),
+                                      ("card/c.safetensors", "c.json is a folder")])
+def test_out_is_checked_before_training(out, why, tmp_path, monkeypatch):
+    _no_training(monkeypatch)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "card" / "c.json").mkdir(parents=True)
+    with pytest.raises(AutocolorError, match=why):
+        clf_mod.train_classifier(1, tmp_path / out, device="cpu")
+
+
+@pytest.mark.parametrize("epochs", ["0", "-1", "x"])
+def test_epochs_must_be_positive_on_the_command_line(epochs, tmp_path, monkeypatch, capsys):
+    _no_training(monkeypatch)
+    with pytest.raises(SystemExit) as exc:
+        clf_mod.main(["--epochs", epochs, "--out", str(tmp_path / "c.safetensors")])
+    assert exc.value.code == 2 and "argument --epochs" in capsys.readouterr().err
+    with pytest.raises(AutocolorError, match="at least 1 epoch"):
+        clf_mod.train_classifier(int(epochs) if epochs != "x" else 0, tmp_path / "c.safetensors")
+
+
+def test_fewer_images_than_a_batch_is_a_user_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(clf_mod, "load_split", lambda name, data=None: _tiny_split(16))
+    with pytest.raises(AutocolorError, match="16 images, fewer than one batch of 32"):
+        clf_mod.train_classifier(1, tmp_path / "c.safetensors", batch_size=32, device="cpu")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_weights_are_written_atomically(tmp_path, monkeypatch):
+    """A failed save leaves the older weights whole and no temp file; a good one replaces them."""
+    monkeypatch.setattr(clf_mod, "load_split", lambda name, data=None: _tiny_split(32))
+    out = tmp_path / "c.safetensors"
+    out.write_bytes(b"older weights")
+
+    def broken_save(tensors, path, *a, **k):
+        with open(path, "wb") as f:
+            f.write(b"half a fi")
+        raise OSError("No space left on device")
+
+    real_save = clf_mod.save_file
+    monkeypatch.setattr(clf_mod, "save_file", broken_save)
+    with pytest.raises(OSError, match="No space left"):
+        clf_mod.train_classifier(1, out, batch_size=32, device="cpu")
+    assert out.read_bytes() == b"older weights" and sorted(p.name for p in tmp_path.iterdir()) == ["c.safetensors"]
+    monkeypatch.setattr(clf_mod, "save_file", real_save)
+    clf_mod.train_classifier(1, out, batch_size=32, device="cpu")
+    assert clf_mod.load_classifier(out) is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "c.safetensors"]
+
+
+def test_module_main_reports_a_user_error_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "autocolor.classifier", "--data", str(tmp_path / "nothere"),
+                          "--out", str(tmp_path / "c.safetensors")], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.strip() == f"python -m autocolor.classifier: error: --data {tmp_path / 'nothere'}: no such folder"
+    res = subprocess.run([sys.executable, "-m", "autocolor.classifier", "--epochs", "0"], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 2 and "argument --epochs: must be at least 1" in res.stderr
 
 
 def test_unknown_split_is_refused(tmp_path):
