@@ -187,7 +187,7 @@ def evaluate(model, split, max_images, as_json, grid, no_grid, device, precision
 @click.option("-o", "--output", required=True, metavar="FILE.png")
 @click.option("--overwrite", is_flag=True, help="Replace FILE.png if it exists.")
 def diagram(model, output, overwrite) -> None:
-    """Draw an architecture (a registered name, see `autocolor train --list`) from the module itself."""
+    """Draw an architecture (a trainable name from `autocolor train --list`) from the module itself."""
     from autocolor.diagram import draw
     from autocolor.models import build
 

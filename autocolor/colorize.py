@@ -62,6 +62,11 @@ def resolve_model(spec: str, notice: Callable[[str], None] | None = None) -> str
                          "(train one with `autocolor train`)")
 
 
+def _whole(x: object) -> bool:
+    """An int-like number (numpy integers, 64.0) but not a bool or 64.5."""
+    return not isinstance(x, bool) and (isinstance(x, numbers.Integral) or (isinstance(x, float) and x.is_integer()))
+
+
 def check_decoding(saturation: float, temperature: float | None, boost: float | None) -> None:
     """The CLI's ranges, for the Python API too: finite saturation >= 0, temperature > 0, boost >= 0."""
     for name, value, positive in (("saturation", saturation, False), ("temperature", temperature, True),
@@ -128,8 +133,9 @@ class Colorizer:
     precision: str = "auto"  # bf16 autocast where the hardware runs it natively (runtime.pick_precision)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.size, int) or not 8 <= self.size <= MAX_SIZE:
+        if not _whole(self.size) or not 8 <= self.size <= MAX_SIZE:
             raise AutocolorError(f"size (--size) must be a whole number from 8 to {MAX_SIZE}, got {self.size!r}")
+        self.size = int(self.size)
         check_decoding(self.saturation, self.temperature, self.boost)
         if isinstance(self.model, torch.nn.Module) and not is_fused(self.model):
             self.model = fuse_for_inference(self.model)
@@ -159,7 +165,7 @@ class Colorizer:
             notice(f"{spec} is not a classification model (like vivid): {flags} ignored")
         if settings.get("size") is None:
             size = card.get("colorize_size") or DEFAULT_SIZE
-            if not isinstance(size, int):
+            if not _whole(size):
                 raise AutocolorError(f"the model card of {spec} has colorize_size {size!r}; it must be a number "
                                      "of pixels")
             settings["size"] = size

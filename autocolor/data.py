@@ -20,7 +20,6 @@ ENV_VAR = "AUTOCOLOR_DATA"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_FILES = ["test_batch"]
 VAL_SIZE = 5000
-REFETCH = "delete that cifar-10-batches-py/ folder and run again to download a fresh copy (or pass --data)"
 VAL_SEED = 20240521
 CLASSES = 10
 
@@ -48,16 +47,30 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise _Forbidden(f"forbidden global {module}.{name}")
 
 
+def refetch_hint(path: Path) -> str:
+    """How to get a good copy back: a download for the cache autocolor fills itself, else a fresh copy."""
+    cache = Path("~/.cache/autocolor").expanduser().resolve()
+    if Path(path).resolve().is_relative_to(cache):
+        return f"delete {cache / FOLDER} and run again to download a fresh copy"
+    return f"replace {Path(path).parent} with a fresh copy of CIFAR-10's python version"
+
+
 def safe_unpickle(path: Path) -> object:
     """Unpickle a CIFAR batch allowing only numpy arrays and plain containers (bytes keys)."""
     try:
         with open(path, "rb") as f:
-            return _RestrictedUnpickler(io.BytesIO(f.read()), encoding="bytes").load()
+            raw = f.read()
+    except OSError as exc:  # permissions, I/O: the file may be fine
+        raise AutocolorError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return _RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except _Forbidden as exc:
         raise AutocolorError(f"refusing to load {path}: {exc}") from None
-    except (Exception, MemoryError) as exc:  # noqa: BLE001 - a damaged pickle raises anything (Overflow, Lookup...)
+    except MemoryError:
+        raise AutocolorError(f"not enough memory to read {path}") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged pickle raises anything (Overflow, Lookup...)
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise AutocolorError(f"corrupt or truncated CIFAR-10 batch {path}: {why}; {REFETCH}") from None
+        raise AutocolorError(f"corrupt or truncated CIFAR-10 batch {path}: {why}; {refetch_hint(path)}") from None
 
 
 @dataclass
@@ -76,7 +89,7 @@ class Split:
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
-        raise AutocolorError(f"missing CIFAR-10 file {path}; {REFETCH}")
+        raise AutocolorError(f"missing CIFAR-10 file {path}; {refetch_hint(path)}")
     obj = safe_unpickle(path)
     if not isinstance(obj, dict) or b"data" not in obj or b"labels" not in obj:
         raise AutocolorError(f"corrupt CIFAR-10 batch {path}: expected a dict with b'data' and b'labels'")
@@ -108,6 +121,8 @@ def _as_folder(root: Path) -> Path | None:
 
 def locate(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
     """Return the ``cifar-10-batches-py`` folder, downloading into ~/.cache/autocolor if none is found."""
+    if data_dir is not None and not str(data_dir).strip():
+        raise AutocolorError("--data: empty path")
     roots = candidate_roots(data_dir)
     explicit = f"--data {data_dir}" if data_dir is not None else \
         f"{ENV_VAR}={roots[0]}" if os.environ.get(ENV_VAR) else None

@@ -106,8 +106,9 @@ def from_array(arr: np.ndarray, source: str = "<array>") -> Photo:
     elif arr.dtype == np.uint16:
         f, alpha_scale = arr.astype(np.float32) / 65535.0, 257.0
     elif np.issubdtype(arr.dtype, np.floating):
-        top = float(np.nanmax(arr)) if not np.isnan(arr).all() else 0.0
-        if top > 1.01:  # 0-255 data in a float array would come out white when clipped: say so instead
+        finite = arr[np.isfinite(arr)]
+        top = float(finite.max()) if finite.size else 0.0
+        if top > 2.0:  # 0-255 data would come out white when clipped (small overshoots, e.g. from resizing, are fine)
             raise ImageError(f"{source}: float arrays are read as values in [0, 1], and this one reaches {top:g}; "
                              "divide 0-255 data by 255 (or pass uint8)")
         f, alpha_scale = np.clip(np.nan_to_num(arr.astype(np.float32)), 0, 1), 1.0 / 255.0
@@ -132,13 +133,13 @@ _PILLOW_LIMIT = threading.Lock()
 
 @contextlib.contextmanager
 def _pillow_limit(max_pixels: int | None) -> Iterator[None]:
-    """Let Pillow open images up to ``max_pixels`` when that is above its own bomb limit (about 179 Mpx, 2x
-    ``Image.MAX_IMAGE_PIXELS``), so raising --max-pixels works; our own check stays the limit."""
-    if not max_pixels or Image.MAX_IMAGE_PIXELS is None or max_pixels <= Image.MAX_IMAGE_PIXELS:
-        yield
-        return
+    """Around ``Image.open`` (where Pillow checks sizes): let it open images up to ``max_pixels`` when that is
+    above its own bomb limit (about 179 Mpx, 2x ``Image.MAX_IMAGE_PIXELS``), so raising --max-pixels works; our
+    own check stays the limit. The compare, raise and restore all happen under one lock (threads of the app)."""
     with _PILLOW_LIMIT:
-        old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
+        old = Image.MAX_IMAGE_PIXELS
+        if max_pixels and old is not None and max_pixels > old:
+            Image.MAX_IMAGE_PIXELS = max_pixels
         try:
             yield
         finally:
@@ -163,7 +164,9 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
         with warnings.catch_warnings():
             # our own --max-pixels check below is the limit; Pillow's bomb error still applies beyond 2x its own
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with _pillow_limit(max_pixels), Image.open(path) as img:
+            with _pillow_limit(max_pixels):
+                img = Image.open(path)
+            with img:
                 w, h = img.size
                 if max_pixels and w * h > max_pixels:
                     raise ImageError(f"{name}: {w}x{h} = {w * h:,} pixels is more than the limit of {max_pixels:,} "

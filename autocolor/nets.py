@@ -50,7 +50,6 @@ class ColorNet(nn.Module):
         return lab_from(L, saturate(self.chroma(L, raw, **opts), saturation))
 
     @torch.no_grad()
-    @torch.no_grad()
     def colorize(self, L: torch.Tensor, **opts) -> torch.Tensor:
         """Convenience: eval-mode forward then ``to_rgb``; the module's train/eval mode is restored after."""
         was_training = self.training

@@ -75,6 +75,7 @@ class TrainConfig:
     zoom: float = 0.0  # CIFAR-10 augmentation: random zooms in by a factor of 1 to 1 + zoom
     contrast: float = 0.0  # CIFAR-10 augmentation: each image's contrast scaled by 1 - contrast to 1 + contrast
     final_fit: bool = False  # CIFAR-10: train on all 50,000 (the validation images included; monitoring only)
+    overwrite: bool = False  # train over a run already in ``out`` (benchmark scripts that rerun into their folders)
 
 
 def _interrupted(stop: _StopFlag, out: Path, where: str = "") -> TrainingInterrupted:
@@ -150,12 +151,13 @@ def _data_failed(exc: BaseException, info: ddp.DistInfo, out: Path, epoch: int, 
     join that save, so the last epoch's checkpoint is what remains."""
     lines = [x.strip() for x in str(exc).strip().splitlines() if x.strip()]
     why = lines[-1].split(": ", 1)[-1] if lines and "Traceback" in str(exc) else (lines[0] if lines else repr(exc))
-    kept = "the last epoch's checkpoint is kept"
     if not info.enabled:
         save()
-        kept = f"checkpoint saved at step {step}"
-    return AutocolorError(f"reading the training images failed at epoch {epoch + 1}, step {step}: {why}; {kept} "
-                          f"in {out}, continue with --resume")
+        return AutocolorError(f"reading the training images failed at epoch {epoch + 1}, step {step}: {why}; "
+                              f"checkpoint saved at step {step} in {out}, continue with --resume")
+    kept = (f"the last epoch's checkpoint in {out} is kept, continue with --resume" if (out / CHECKPOINT).is_file()
+            else "no checkpoint was saved yet")
+    return AutocolorError(f"reading the training images failed at epoch {epoch + 1}, step {step}: {why}; {kept}")
 
 
 def _val_batches(val, info: ddp.DistInfo):
@@ -198,8 +200,19 @@ def validate(model: ColorNet, val: Split | Iterable, device: torch.device, preci
             "val_ssim": float(sums[3]) / n}
 
 
-def _epoch_outputs(out: Path, model, val, records: list[dict], epoch: int, device, precision) -> None:
+def _write_metrics(out: Path, records: list[dict]) -> None:
     (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def _try(log, what: str, fn, *args) -> None:
+    """Run one of the per-epoch writes; a failure (full disk, a file in the way) is a warning, not a lost run."""
+    try:
+        fn(*args)
+    except OSError as exc:
+        log(f"warning: could not write the {what}: {exc}")
+
+
+def _epoch_pictures(out: Path, model, val, records: list[dict], epoch: int, device, precision) -> None:
     loss_curve(records, out / "loss_curve.png")
     images = val[:GRID_IMAGES] if torch.is_tensor(val) else val.images[:GRID_IMAGES]
     grey, pred = next(colorize_all(model, images, device, precision))[1:]
@@ -359,7 +372,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
 
 def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> Path:
     out = Path(cfg.out)
-    if not cfg.resume and ((out / CHECKPOINT).exists() or (out / "model.safetensors").exists()):
+    if not (cfg.resume or cfg.overwrite) and ((out / CHECKPOINT).exists() or (out / "model.safetensors").exists()):
         raise AutocolorError(f"{out} already holds a training run; continue it with --resume, or train into "
                              "another --out (a new run would overwrite it)")
     created = info.is_main and not out.exists()
@@ -401,7 +414,7 @@ def _train_in(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device, o
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps,
                                                 pct_start=0.2)
     epoch, step, records, elapsed, loss_sum, seen = 0, 0, [], 0.0, 0.0, 0
-    wall = 0.0  # like ``elapsed`` but with validation, sample sheets and checkpoints: the run's whole time
+    wall = 0.0  # like ``elapsed`` but with validation, metrics and sample sheets: the run's whole time
     if cfg.resume:
         ck = ddp.run_on_main(info, lambda: _load_checkpoint(out / CHECKPOINT))  # one file, sent to every rank
         # these fix the model, the LR schedule's length and the data order, so they must not change on resume
@@ -421,6 +434,8 @@ def _train_in(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device, o
         loss_sum, seen, wall = ck["loss_sum"], ck["seen"], ck.get("wall", ck["seconds"])
         log(f"{out} finished all {cfg.epochs} epochs already: saving its model again" if epoch >= cfg.epochs
             else f"resuming {out} at epoch {epoch + 1}, step {step}")
+        if info.is_main:  # the checkpoint's records are the truth (a kill may have come before metrics.jsonl)
+            _try(log, "metrics.jsonl", _write_metrics, out, records)
     per = f" = {info.world} processes x {cfg.batch_size // info.world}" if info.enabled else ""
     log(f"training {cfg.model} ({count_params(model):,} params) on {data.n_train:,} images of "
         f"{data.image_size}x{data.image_size}, validating on {data.n_val:,}; device {device}, precision "
@@ -475,7 +490,7 @@ def _train_in(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device, o
                     n_acc = 0
                     if not math.isfinite(loss_sum):
                         bar.close()
-                        kept = (f"the checkpoint of epoch {records[-1]['epoch']} is kept" if records
+                        kept = ("the last checkpoint is kept" if (out / CHECKPOINT).is_file()
                                 else "no checkpoint was saved")
                         raise AutocolorError(f"loss became NaN/inf at epoch {epoch + 1}, step {step}; "
                                              f"try a lower --lr (now {cfg.lr}); {kept}")
@@ -502,13 +517,15 @@ def _train_in(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device, o
                    "images_per_s": round((steps - first_step) * cfg.batch_size / epoch_s, 1)}
             records.append(rec)
             epoch, step, loss_sum, seen = epoch + 1, 0, 0.0, 0
-            wall += time.perf_counter() - t0  # the checkpoint's write and the sample sheet are left out
-            _checkpoint(info, out / CHECKPOINT, state())  # first: nothing after it can lose the epoch
             if info.is_main:
-                try:
-                    _epoch_outputs(out, model, data.grid, records, epoch, device, precision)
-                except OSError as exc:
-                    log(f"warning: could not write metrics.jsonl / loss curve / sample sheet: {exc}")
+                _try(log, "metrics.jsonl", _write_metrics, out, records)
+            wall += time.perf_counter() - t0  # the checkpoint's own write is the only part left out
+            _checkpoint(info, out / CHECKPOINT, state())  # before the pictures: nothing after it can lose the epoch
+            t_out = time.perf_counter()
+            if info.is_main:
+                _try(log, "loss curve / sample sheet", _epoch_pictures, out, model, data.grid, records, epoch, device,
+                     precision)
+            wall += time.perf_counter() - t_out  # in the next checkpoint and in the card
             log(f"epoch {epoch}/{cfg.epochs}: train loss {rec['train_loss']:.4f}, val loss {rec['val_loss']:.4f}, "
                 f"val PSNR {rec['val_psnr']:.2f} dB (grey {rec['val_psnr_grey']:.2f}), SSIM {rec['val_ssim']:.4f}, "
                 f"{rec['images_per_s']} img/s")

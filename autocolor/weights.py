@@ -101,11 +101,11 @@ def resolve(spec: str | os.PathLike) -> Path:
         cands = sorted(p.glob("*.safetensors"))
         if cands:
             return p / "model.safetensors" if (p / "model.safetensors").exists() else cands[0]
-        if str(spec) in bundled_names():  # e.g. an output folder named `vivid` beside the user: not a run folder
-            return bundled
-        if (p / CHECKPOINT).is_file():
+        if (p / CHECKPOINT).is_file():  # checked first: a run folder named like a bundled model still counts
             raise AutocolorError(f"training in {p} is unfinished (a checkpoint, no model yet): finish it with "
                                  f"the same `autocolor train ... --out {p}` command plus --resume")
+        if str(spec) in bundled_names():  # e.g. an output folder named `vivid` beside the user: not a run folder
+            return bundled
         raise AutocolorError(f"no .safetensors weights in {p}")
     if p.suffix == ".safetensors" or p.exists():
         if not p.is_file():

@@ -27,7 +27,8 @@ def main() -> None:
     for precision in ("fp32", "bf16"):
         out = args.out / precision
         cfg = TrainConfig(model=args.model, epochs=args.epochs, max_images=args.max_images, precision=precision,
-                          device="cpu", out=str(out), data=args.data, command="benchmarks/precision_quality.py")
+                          device="cpu", out=str(out), data=args.data, command="benchmarks/precision_quality.py",
+                          overwrite=True)  # this script's own folders: a rerun replaces them
         train(cfg, log=lambda *_: None)
         res = evaluate(out, data=args.data, device="cpu", progress=False)
         seconds = json.loads((out / "model.json").read_text())["training"]["seconds"]

@@ -43,7 +43,8 @@ def main() -> None:
             continue
         out = args.out / label.replace(" ", "-")
         cfg = TrainConfig(model=name, model_config=config, epochs=args.epochs, max_images=args.max_images,
-                          out=str(out), data=args.data, shift=args.shift, command="benchmarks/sweep_default.py")
+                          out=str(out), data=args.data, shift=args.shift, command="benchmarks/sweep_default.py",
+                          overwrite=True)  # this script's own folders: a rerun replaces them
         train(cfg, log=lambda *_: None)
         rec = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()][-1]
         gain = (rec["val_psnr"] - rec["val_psnr_grey"]) / (rec["seconds"] / 60)

@@ -492,6 +492,9 @@ def test_api_refuses_what_the_cli_refuses(model_path: Path, col: Colorizer) -> N
     assert np.asarray(col.colorize(img, saturation=np.float32(0.5))).shape == (H, W, 3)
     with pytest.raises(AutocolorError, match="from 8 to 2048"):
         Colorizer.load(model_path, size=100_000)
+    with pytest.raises(AutocolorError, match="whole number"):
+        Colorizer.load(model_path, size=64.5)
+    assert Colorizer.load(model_path, size=np.int64(48)).size == 48 == Colorizer.load(model_path, size=48.0).size
     with pytest.raises(TypeError, match="takes a list"):
         list(col.colorize_many("a.jpg"))
     with pytest.raises(AutocolorError, match="empty image"):

@@ -299,7 +299,7 @@ def test_any_damage_to_a_pickle_is_one_line(tmp_path):
     frame = good.index(b"\x95") + 1  # protocol 4: the first frame's 8-byte length follows opcode 0x95
     bad = tmp_path / "data_batch_1"
     bad.write_bytes(good[:frame] + b"\xff" * 8 + good[frame + 8:])
-    with pytest.raises(AutocolorError, match="corrupt or truncated CIFAR-10 batch .*delete that cifar-10-batches-py"):
+    with pytest.raises(AutocolorError, match="corrupt or truncated CIFAR-10 batch .*replace .* with a fresh copy"):
         data._read_batch(bad)
     latin = pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}, protocol=2)
     bad.write_bytes(latin.replace(b"latin1", b"lqtin1"))
@@ -322,3 +322,16 @@ def test_a_small_copy_leaves_no_training_split(fake_cifar):
     with pytest.raises(AutocolorError, match="50 training images, and the 5,000 held out for validation leave none"):
         data.load_split("train", fake_cifar, download=False)
     assert len(data.load_split("val", fake_cifar, download=False)) == 50
+
+
+def test_unreadable_is_not_called_corrupt_and_the_advice_fits_the_copy(tmp_path, monkeypatch):
+    with pytest.raises(AutocolorError, match="cannot read .*: Is a directory") as exc:
+        data.safe_unpickle(tmp_path)
+    assert "corrupt" not in str(exc.value)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cached = tmp_path / "home" / ".cache" / "autocolor" / data.FOLDER / "data_batch_1"
+    assert data.refetch_hint(cached).startswith("delete ") and "download a fresh copy" in data.refetch_hint(cached)
+    mine = tmp_path / "mine" / data.FOLDER / "data_batch_1"
+    assert data.refetch_hint(mine) == f"replace {mine.parent} with a fresh copy of CIFAR-10's python version"
+    with pytest.raises(AutocolorError, match="--data: empty path"):
+        data.locate("")

@@ -183,6 +183,9 @@ def test_from_array_shapes_and_dtypes() -> None:
     assert from_array(g / 255.0).pixels.max() == pytest.approx(g.max() / 255, abs=1e-6)
     with pytest.raises(ImageError, match="reaches 255; divide 0-255 data by 255"):
         from_array(np.full((4, 4), 255.0))
+    overshoot = np.full((4, 4), 0.5)
+    overshoot[0, 0], overshoot[0, 1] = 1.02, np.inf  # resizing overshoot and a stray inf: clipped, not refused
+    assert from_array(overshoot).pixels.max() == 1.0
 
 
 def test_expand_inputs_files_folders_globs(tmp_path: Path) -> None:

@@ -132,6 +132,10 @@ def test_weightless_folder_does_not_hide_bundled_model(tmp_path, monkeypatch):
     assert resolve_model("default") == "default"
     with pytest.raises(AutocolorError, match="no .safetensors weights"):
         weights.resolve(tmp_path / "vivid")  # an explicit folder path is still a run folder
+    (tmp_path / "seed-lab").mkdir()
+    (tmp_path / "seed-lab" / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(AutocolorError, match="training in seed-lab is unfinished"):
+        weights.resolve("seed-lab")  # an unfinished run named like a bundled model is not silently replaced
     run = tmp_path / "seed"
     run.mkdir()
     path = weights.save_model(models.build("seed", widths=(8, 16, 32)), run / "model.safetensors", {})

@@ -165,10 +165,16 @@ def test_a_finished_or_started_run_is_not_overwritten(tmp_path, straight):
     with pytest.raises(AutocolorError, match="already holds a training run; continue it with --resume"):
         train(_cfg(straight.parent, straight.name, epochs=1), log=lambda *a: None)
     _assert_identical(_weights(straight), before)
+    metrics = (straight / "metrics.jsonl").read_text()
+    (straight / "metrics.jsonl").unlink()  # as if killed between the last checkpoint and its metrics
     logs: list[str] = []
     train(_cfg(straight.parent, straight.name, resume=True), log=logs.append)  # finished: saved again, same
     assert any("finished all 2 epochs already" in line for line in logs)
     _assert_identical(_weights(straight), before)
+    assert (straight / "metrics.jsonl").read_text() == metrics  # rewritten from the checkpoint's records
+    other = train(_cfg(tmp_path, "again", epochs=1), log=lambda *a: None)
+    train(_cfg(tmp_path, "again", epochs=1, overwrite=True), log=lambda *a: None)  # what benchmark scripts do
+    assert len((other / "metrics.jsonl").read_text().splitlines()) == 1
 
 
 def test_resume_compares_image_folders_by_path(tmp_path, monkeypatch):
