@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from autocolor.colour import to_float
 from autocolor.data import VAL_SIZE, epoch_batches, load_split
-from autocolor.errors import AutocolorError, run_main
+from autocolor.errors import AutocolorError, positive_int, run_main
 from autocolor.runtime import autocast, machine_name, pick_device, pick_precision
 from autocolor.weights import BUNDLED, write_card
 
@@ -199,19 +199,9 @@ def train_classifier(epochs: int, out: Path, batch_size: int = 256, lr: float = 
     return card
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog=PROG, description=__doc__)
-    ap.add_argument("--epochs", type=_positive_int, default=15)
+    ap.add_argument("--epochs", type=positive_int, default=15)
     ap.add_argument("--out", type=Path, default=WEIGHTS)
     ap.add_argument("--data", default=None)
     ap.add_argument("--seed", type=int, default=0)

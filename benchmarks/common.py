@@ -3,7 +3,6 @@ and a model's a*b* over a whole split."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -15,21 +14,12 @@ from pathlib import Path
 
 import torch
 
+from autocolor.errors import positive_int  # noqa: F401  (the scripts' argparse type, imported from here)
+
 ROOT = Path(__file__).resolve().parent.parent
 KERAS_PY = ROOT / ".venv-keras" / "bin" / "python"
 KERAS_SCRIPT = ROOT / "benchmarks" / "keras_seed.py"
 GEMM_N = 2048
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number >= 1 (a count of images, steps or resamples)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def load() -> str:
