@@ -187,14 +187,19 @@ def evaluate(model, split, max_images, as_json, grid, no_grid, device, precision
 @click.option("-o", "--output", required=True, metavar="FILE.png")
 @click.option("--overwrite", is_flag=True, help="Replace FILE.png if it exists.")
 def diagram(model, output, overwrite) -> None:
-    """Draw an architecture (a trainable name from `autocolor train --list`) from the module itself."""
+    """Draw an architecture (a trainable name from `autocolor train --list`, or a bundled model's) from the module
+    itself."""
     from autocolor.diagram import draw
-    from autocolor.models import build
+    from autocolor.models import build, names
+    from autocolor.weights import bundled_names, load_card, resolve
 
     _check_output(output, ".png", overwrite)
-
+    arch, config = model, {}
+    if model not in names() and model in bundled_names():  # e.g. default: the architecture its card names
+        card = load_card(resolve(model))
+        arch, config = card["architecture"], card.get("config", {})
     try:
-        net = build(model)
+        net = build(arch, **config)
     except (TypeError, ValueError) as exc:  # e.g. vivid-ensemble: assembled from runs, no architecture of its own
         raise AutocolorError(f"cannot draw {model}: {exc}") from None
     click.echo(str(draw(net, output)))
@@ -202,7 +207,8 @@ def diagram(model, output, overwrite) -> None:
 
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--out", "outdir", required=True, metavar="OUTDIR", help="Folder for OUTDIR/<stem>.<format>.")
+@click.option("-o", "--out", "--output", "outdir", required=True, metavar="OUTDIR",
+              help="Folder for OUTDIR/<stem>.<format>.")
 @click.option("--model", default="default", show_default=True, metavar="NAME|RUN_DIR|FILE")
 @click.option("--saturation", type=click.FloatRange(0), default=1.0, show_default=True,
               help="Chroma multiplier (0 = grey).")

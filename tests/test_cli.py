@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -132,6 +133,17 @@ def test_subprocess_missing_dataset(tmp_path):
     res = _run("train", "--data", str(empty), "--out", str(tmp_path / "run"), "--device", "cpu")
     assert res.returncode == 1
     assert f"--data {empty}: no cifar-10-batches-py" in _one_error_line(res.stderr)
+
+
+def test_diagram_of_a_bundled_name_draws_its_cards_architecture(tmp_path, monkeypatch):
+    from autocolor import diagram
+
+    drawn = []
+    monkeypatch.setattr(diagram, "draw", lambda net, path: drawn.append(net) or path)
+    assert cli.main(["diagram", "--model", "default", "-o", str(tmp_path / "d.png")]) == 0
+    card = json.loads((weights.BUNDLED / "default.json").read_text())
+    assert drawn[0].arch_name == card["architecture"] == "unet"
+    assert drawn[0].arch_config["widths"] == card["config"]["widths"] and drawn[0].arch_config["classes"] == 10
 
 
 def test_diagram_draws_the_model(tmp_path, capsys):
