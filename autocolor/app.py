@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -17,6 +18,8 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # works offline; no calls home
 
 import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from autocolor.errors import AutocolorError  # noqa: E402
@@ -24,6 +27,7 @@ from autocolor.imageio import DEFAULT_MAX_PIXELS, write_image  # noqa: E402
 
 DEFAULT_UPLOAD_MB = 20.0
 KEEP_S = 3600  # results stay downloadable this long; older ones (ours and Gradio's cache) are deleted
+PREVIEW_SIDE = 2048  # the page shows images at most this long a side; the download is full size
 
 
 def _error(message: str) -> gr.Error:
@@ -44,11 +48,27 @@ def prune(folder: Path, max_age_s: float) -> int:
     return removed
 
 
+def _shown_size(width: int, height: int) -> tuple[int, int]:
+    """The size the page shows an image at: long side at most PREVIEW_SIDE (the download keeps full size)."""
+    scale = min(1.0, PREVIEW_SIDE / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def _grey_preview(photo) -> Image.Image:
+    """The model's grey input as shown on the page, at the shown size (a 64 MP photo's float RGB would take GBs)."""
     from autocolor.colorize import photo_lightness
     from autocolor.colour import grey_rgb, to_uint8
 
-    return Image.fromarray(to_uint8(grey_rgb(photo_lightness(photo)))[0].permute(1, 2, 0).numpy(), "RGB")
+    L = photo_lightness(photo)  # float32 (1, 1, H, W), computed in row strips
+    h, w = L.shape[-2:]
+    small = Image.fromarray(L.reshape(h, w).numpy(), "F").resize(_shown_size(w, h), Image.Resampling.BILINEAR)
+    L_small = torch.from_numpy(np.asarray(small, dtype=np.float32).copy()).clamp_(0, 1).view(1, 1, *small.size[::-1])
+    return Image.fromarray(to_uint8(grey_rgb(L_small))[0].permute(1, 2, 0).numpy(), "RGB")
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Torch on the CPU reports a failed allocation as a RuntimeError, not a MemoryError."""
+    return isinstance(exc, MemoryError) or "allocate" in str(exc) or type(exc).__name__ == "OutOfMemoryError"
 
 
 class _Models:
@@ -118,14 +138,22 @@ def build_app(models: list[str] | None = None, max_upload_mb: float = DEFAULT_UP
             photo = col.photo(path)
             result = col.colorize(photo, saturation=float(saturation))
             grey = _grey_preview(photo)
-            stem = path.stem or "photo"
+        except AutocolorError as exc:  # the CLI's flag hints mean nothing on the page
+            raise _error(str(exc).replace(str(path), name).replace("; raise it with --max-pixels", "")) from None
+        except (MemoryError, RuntimeError) as exc:
+            if not _out_of_memory(exc):
+                raise
+            raise _error(f"{name}: not enough memory for this image") from None
+        stem = (path.stem or "photo")[:100]  # Gradio shortens long cached names, which would drop "-colorized"
+        try:
+            outdir.mkdir(parents=True, exist_ok=True)  # a /tmp cleaner may have removed it
             prune(outdir, KEEP_S)
             out = write_image(result, Path(tempfile.mkdtemp(dir=outdir)) / f"{stem}-colorized.png")
-        except AutocolorError as exc:
-            raise _error(str(exc).replace(str(path), name)) from None
-        except MemoryError:
-            raise _error(f"{name}: not enough memory for this image") from None
-        return grey, result, str(out)
+        except (OSError, AutocolorError) as exc:
+            raise _error(f"{name}: the result could not be saved on the server ({exc})") from None
+        shown = result if result.size == _shown_size(*result.size) else \
+            result.resize(_shown_size(*result.size), Image.Resampling.LANCZOS)
+        return grey, shown, str(out)
 
     with gr.Blocks(title="autocolor", delete_cache=(KEEP_S, KEEP_S)) as app:
         gr.Markdown("# autocolor\nColorize a greyscale photo (colour photos are converted to grey first). "
@@ -144,6 +172,7 @@ def build_app(models: list[str] | None = None, max_upload_mb: float = DEFAULT_UP
                                       elem_id="result")
                 download = gr.File(label="Download (PNG)", interactive=False, elem_id="download")
         button.click(run, [upload, model, saturation], [grey, colour, download], api_name="colorize")
+        upload.change(lambda _: (None, None, None), upload, [grey, colour, download], api_name=False)  # no stale result
     app.max_upload_mb = max_upload_mb
     return app
 
@@ -152,6 +181,8 @@ def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, max_upload
            block: bool = True) -> gr.Blocks:
     """Serve ``app`` (``block=False`` returns at once, for tests; close with ``app.close()``)."""
     app.queue(default_concurrency_limit=1, max_size=32)
+    if block:  # SIGTERM (systemd, docker stop) closes like Ctrl-C, so the temp folders are removed
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         app.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block, quiet=not block,
                    max_file_size=int(max_upload_mb * 1e6), show_error=True, ssr_mode=False)

@@ -333,6 +333,9 @@ def serve(host, port, max_upload_mb, max_pixels, models, device) -> None:
         raise AutocolorError(f"the web app needs gradio: pip install 'autocolor[web]' ({exc})") from None
     from autocolor.imageio import DEFAULT_MAX_PIXELS
 
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"autocolor: warning: serving on {host}: anyone who can reach this machine can use the app (no "
+                   "login); keep --max-pixels and --max-upload-mb low", err=True)
     app = build_app(models=list(models) or None, max_upload_mb=max_upload_mb,
                     max_pixels=max_pixels or DEFAULT_MAX_PIXELS, device=device)
     launch(app, host=host, port=port, max_upload_mb=max_upload_mb)

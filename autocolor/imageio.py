@@ -180,7 +180,8 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
     except PermissionError:
         raise ImageError(f"{name}: permission denied") from None
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"{name}: too many pixels (possible decompression bomb): {exc}") from None
+        limit = f"more than the limit of {max_pixels:,}" if max_pixels else str(exc)
+        raise ImageError(f"{name}: too many pixels ({limit}; possible decompression bomb)") from None
     except Image.UnidentifiedImageError:
         raise ImageError(f"{name}: not an image (or a format Pillow cannot read)") from None
     except MemoryError:

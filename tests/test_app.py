@@ -123,3 +123,16 @@ def test_prune_deletes_only_old_results(tmp_path: Path) -> None:
     os.utime(old, (stale, stale))
     assert prune(tmp_path, 3600) == 1
     assert not old.exists() and (new / "photo-colorized.png").exists()
+
+
+def test_previews_are_shown_small_and_oom_is_recognised() -> None:
+    from autocolor import app as app_mod
+    from autocolor.imageio import Photo
+
+    assert app_mod._shown_size(8000, 6000) == (2048, 1536) and app_mod._shown_size(56, 40) == (56, 40)
+    photo = Photo(np.tile(np.linspace(0, 1, 3000, dtype=np.float32), (10, 1)), None, False, "wide")
+    grey = app_mod._grey_preview(photo)
+    arr = np.asarray(grey).astype(int)
+    assert grey.size == (2048, 7) and (arr[..., 0] == arr[..., 2]).all() and arr[..., 0].max() > 250
+    assert app_mod._out_of_memory(RuntimeError("[enforce fail] DefaultCPUAllocator: can't allocate memory"))
+    assert app_mod._out_of_memory(MemoryError()) and not app_mod._out_of_memory(RuntimeError("shape mismatch"))
