@@ -257,6 +257,8 @@ class Colorizer:
                     photo = read_image(src, self.max_pixels)
                     if photo.colour and notice:
                         notice(f"{src} is in colour; colorizing its greyscale version")
+                    if photo.frames > 1 and notice:
+                        notice(f"{src} is animated ({photo.frames} frames); colorizing its first frame")
                     if photo.alpha is not None and dst.suffix.lower() not in (".png", ".webp") and notice:
                         notice(f"{src} has transparency, which {dst.suffix} cannot hold; flattened onto white")
                     written.append(write_image(self.colorize(photo), dst, overwrite=overwrite))

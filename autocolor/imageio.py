@@ -41,6 +41,7 @@ class Photo:
     alpha: np.ndarray | None = None  # uint8 (H, W)
     colour: bool = False  # the input had colour (only its lightness is used)
     source: str = "<image>"
+    frames: int = 1  # an animated file's frame count (only the first frame is used)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -171,10 +172,13 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
                 if max_pixels and w * h > max_pixels:
                     raise ImageError(f"{name}: {w}x{h} = {w * h:,} pixels is more than the limit of {max_pixels:,} "
                                      f"(possible decompression bomb; raise it with --max-pixels)")
+                frames = int(getattr(img, "n_frames", 1) or 1)
                 img.seek(0)
                 img.load()
                 img = ImageOps.exif_transpose(img)
-                return from_pil(img, name)
+                photo = from_pil(img, name)
+                photo.frames = frames
+                return photo
     except ImageError:
         raise
     except PermissionError:

@@ -450,6 +450,8 @@ def _train_in(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device, o
     if hasattr(model, "prepare") and not cfg.resume and info.is_main:
         model.prepare(data.prior())  # e.g. the vivid model's colour prior, from training images only
     ddp.broadcast_buffers(info, model)
+    if cfg.sync_bn and not info.enabled:
+        log("note: --sync-bn applies under torchrun with several processes; one process has nothing to sync")
     net = ddp.wrap(info, model, device, cfg.sync_bn)  # forward through DDP; state_dict from ``model``
     model.train()
     stopping = False

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from autocolor.classifier import accuracy, classifier_at
 from autocolor.colour import grey_rgb, lab_from, to_uint8
 from autocolor.data import load_split
-from autocolor.errors import run_main
+from autocolor.errors import positive_int, run_main
 from autocolor.inference import predict_all
 from autocolor.metrics import colourfulness, psnr
 from autocolor.runtime import pick_device, pick_precision
@@ -97,7 +97,7 @@ def main() -> None:
     ap.add_argument("--colourfulness", type=float, default=None, help="the colourfulness every rule is bisected to")
     ap.add_argument("--classifier", default=None, help="classifier weights for semantic accuracy [default: bundled]")
     ap.add_argument("--split", default="val")
-    ap.add_argument("--max-images", type=int, default=None)
+    ap.add_argument("--max-images", type=positive_int, default=None)
     ap.add_argument("--data", default=None)
     args = ap.parse_args()
     t0 = time.perf_counter()

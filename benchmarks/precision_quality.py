@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from autocolor.errors import run_main
+from autocolor.errors import positive_int, run_main
 from autocolor.evaluate import evaluate
 from autocolor.train import TrainConfig, train
 
@@ -18,8 +18,8 @@ from autocolor.train import TrainConfig, train
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default="seed-lab")
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--max-images", type=int, default=10000)
+    ap.add_argument("--epochs", type=positive_int, default=2)
+    ap.add_argument("--max-images", type=positive_int, default=10000)
     ap.add_argument("--out", type=Path, default=Path("runs/precision"))
     ap.add_argument("--data", default=None)
     args = ap.parse_args()

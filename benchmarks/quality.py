@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 
-from autocolor.errors import run_main
+from autocolor.errors import positive_int, run_main
 from autocolor.evaluate import evaluate
 from autocolor.plots import save_figure
 from autocolor.runtime import machine_name
@@ -51,7 +51,7 @@ def time_to_quality(card: dict, path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--max-images", type=int, default=None)
+    ap.add_argument("--max-images", type=positive_int, default=None)
     ap.add_argument("--out", type=Path, default=Path("docs/results.md"))
     ap.add_argument("--data", default=None)
     args = ap.parse_args()

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from autocolor.errors import run_main
+from autocolor.errors import positive_int, run_main
 from autocolor.models import build, count_params
 from autocolor.train import TrainConfig, train
 
@@ -29,8 +29,8 @@ CANDIDATES = {
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--max-images", type=int, default=20000)
+    ap.add_argument("--epochs", type=positive_int, default=2)
+    ap.add_argument("--max-images", type=positive_int, default=20000)
     ap.add_argument("--out", type=Path, default=Path("runs/sweep"))
     ap.add_argument("--data", default=None)
     ap.add_argument("--only", nargs="*", default=None)

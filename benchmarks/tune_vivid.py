@@ -18,7 +18,7 @@ import argparse
 import shlex
 import sys
 
-from autocolor.errors import AutocolorError, run_main
+from autocolor.errors import AutocolorError, positive_int, run_main
 from autocolor.evaluate import evaluate
 from autocolor.weights import load_card, resolve, write_card
 
@@ -47,7 +47,7 @@ def main() -> None:
     ap.add_argument("--fidelity-weights", type=float, nargs="+", default=None,
                     help="weights of the fidelity members' a*b* in the decoded mean (a vivid-ensemble)")
     ap.add_argument("--max-delta", type=float, default=2.0, help="largest validation delta colourfulness allowed")
-    ap.add_argument("--max-images", type=int, default=None)
+    ap.add_argument("--max-images", type=positive_int, default=None)
     ap.add_argument("--data", default=None)
     ap.add_argument("--classifier", default=None,
                     help="classifier weights for semantic accuracy; one trained with --split train has not seen the "

@@ -531,3 +531,14 @@ def test_decoding_knobs_on_a_fidelity_model_are_noted(model_path: Path) -> None:
     notes.clear()
     Colorizer.load("vivid", device="cpu", notice=notes.append, temperature=0.5)
     assert notes == []
+
+
+def test_animated_input_gets_a_note(model_path: Path, tmp_path: Path, capsys) -> None:
+    frames = [Image.fromarray(ramp(), "L"), Image.fromarray(255 - ramp(), "L"), Image.fromarray(ramp() // 2, "L")]
+    src = tmp_path / "anim.gif"
+    frames[0].save(src, save_all=True, append_images=frames[1:])
+    still = tmp_path / "still.png"
+    frames[0].save(still)
+    assert main(["colorize", str(src), str(still), "-o", str(tmp_path / "o"), "--model", str(model_path)]) == 0
+    err = capsys.readouterr().err
+    assert f"{src} is animated (3 frames); colorizing its first frame" in err and "still.png" not in err

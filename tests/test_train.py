@@ -325,3 +325,9 @@ def test_loss_curve_draws_validation_ssim_where_recorded(tmp_path):
     a, b = loss_curve(old, tmp_path / "old.png"), loss_curve(new, tmp_path / "new.png")
     assert a.read_bytes()[:8] == b.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert a.read_bytes() != b.read_bytes()
+
+
+def test_sync_bn_in_one_process_is_noted(tmp_path):
+    logs: list[str] = []
+    train(_cfg(tmp_path, "run", epochs=1, sync_bn=True), log=logs.append)
+    assert any(line.startswith("note: --sync-bn applies under torchrun") for line in logs)
