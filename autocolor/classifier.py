@@ -23,7 +23,7 @@ from tqdm import tqdm
 from autocolor.colour import to_float
 from autocolor.data import VAL_SIZE, epoch_batches, load_split
 from autocolor.errors import AutocolorError, positive_int, run_main
-from autocolor.runtime import autocast, machine_name, pick_device, pick_precision
+from autocolor.runtime import autocast, machine_name, pick_device, pick_precision, warmup_fraction
 from autocolor.weights import BUNDLED, write_card
 
 MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
@@ -173,7 +173,8 @@ def train_classifier(epochs: int, out: Path, batch_size: int = 256, lr: float = 
     model = Classifier().to(dev).to(memory_format=torch.channels_last)
     steps = len(train) // batch_size
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps, pct_start=0.25)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps,
+                                                pct_start=warmup_fraction(epochs * steps, 0.25))
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     for epoch in range(epochs):

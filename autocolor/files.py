@@ -1,10 +1,12 @@
-"""Small file helpers: atomic writes, so an interrupted run never leaves half a file."""
+"""Small file helpers: atomic writes, so an interrupted run never leaves half a file; listing image files."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -29,3 +31,29 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def image_files(root: str | os.PathLike, exclude: str | os.PathLike | None = None) -> list[str]:
+    """Image files under ``root``, recursively and sorted. Links are followed, but each folder and each file is
+    listed once (a link loop or a second link to the same photos adds nothing); hidden names and ``exclude``'s
+    folder (e.g. a run folder inside the photos) are left out."""
+    skip = Path(exclude).expanduser().resolve() if exclude is not None else None
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[str] = set()
+    found: list[str] = []
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        st = os.stat(folder)
+        if (st.st_dev, st.st_ino) in seen_dirs or (skip is not None and Path(folder).resolve().is_relative_to(skip)):
+            dirs[:] = []
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith(".") or not name.lower().endswith(IMAGE_EXTS):
+                continue
+            path = os.path.join(folder, name)
+            real = os.path.realpath(path)
+            if real not in seen_files:
+                seen_files.add(real)
+                found.append(path)
+    return sorted(found)

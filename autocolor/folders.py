@@ -23,8 +23,8 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from autocolor.errors import AutocolorError
+from autocolor.files import IMAGE_EXTS, image_files
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 GREY_TOLERANCE = 4  # an RGB image whose channels never differ by more than this (0..255) is grey
 THUMB = 64  # side of the drafted thumbnail used for the greyscale test
@@ -63,16 +63,13 @@ def _rel(path: str, root: str) -> str:
         return str(path)
 
 
-def list_images(root: str | os.PathLike) -> list[str]:
-    """Every file under ``root`` (recursively, following links) with an image extension, sorted."""
+def list_images(root: str | os.PathLike, exclude: str | os.PathLike | None = None) -> list[str]:
+    """Every file under ``root`` (recursively, following links, each file once) with an image extension, sorted;
+    ``exclude``'s folder is left out."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise AutocolorError(f"image folder {root} does not exist or is not a folder")
-    found = []
-    for folder, dirs, files in os.walk(root, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [os.path.join(folder, f) for f in files if f.lower().endswith(IMAGE_EXTS) and not f.startswith(".")]
-    return sorted(found)
+    return image_files(root, exclude)
 
 
 def _short(exc: BaseException) -> str:
@@ -82,17 +79,15 @@ def _short(exc: BaseException) -> str:
 
 def check_image(path: str) -> str | None:
     """``None`` for a usable colour image, ``"grey"`` for a greyscale one, else why it cannot be read."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as im:
-                im.verify()  # cheap structural check (PNG CRCs, headers); the image must be reopened after it
-            with Image.open(path) as im:
-                if im.mode in GREY_MODES:
-                    return "grey"
-                im.draft("RGB", (THUMB, THUMB))  # JPEG: decode at 1/2..1/8 scale
-                im.thumbnail((THUMB, THUMB))  # forces a full decode: truncated files fail here
-                rgb = np.asarray(im.convert("RGB"), dtype=np.int16)
+    try:  # Pillow's warnings are silenced by ``scan`` around its threads (catch_warnings is not thread-safe)
+        with Image.open(path) as im:
+            im.verify()  # cheap structural check (PNG CRCs, headers); the image must be reopened after it
+        with Image.open(path) as im:
+            if im.mode in GREY_MODES:
+                return "grey"
+            im.draft("RGB", (THUMB, THUMB))  # JPEG: decode at 1/2..1/8 scale
+            im.thumbnail((THUMB, THUMB))  # forces a full decode: truncated files fail here
+            rgb = np.asarray(im.convert("RGB"), dtype=np.int16)
     except Exception as exc:  # noqa: BLE001 - any failure to decode means "unreadable", never a crash
         return _short(exc)
     if rgb.size == 0:
@@ -101,11 +96,13 @@ def check_image(path: str) -> str | None:
     return "grey" if int(spread.max()) <= GREY_TOLERANCE else None
 
 
-def scan(root: str | os.PathLike, workers: int = 0) -> FolderScan:
-    """Find the usable colour images under ``root`` (checked in ``workers`` threads, at least one)."""
-    files = list_images(root)
+def scan(root: str | os.PathLike, workers: int = 0, exclude: str | os.PathLike | None = None) -> FolderScan:
+    """Find the usable colour images under ``root`` (checked in ``workers`` threads, at least one), leaving out
+    ``exclude``'s folder."""
+    files = list_images(root, exclude)
     result = FolderScan(str(Path(root).expanduser()))
-    with ThreadPoolExecutor(max(1, workers)) as pool:
+    with warnings.catch_warnings(), ThreadPoolExecutor(max(1, workers)) as pool:
+        warnings.simplefilter("ignore")  # set once, here, for the threads (each one setting it is not thread-safe)
         verdicts = list(pool.map(check_image, files, chunksize=16))
     for path, verdict in zip(files, verdicts, strict=True):
         if verdict is None:
@@ -131,17 +128,25 @@ class FolderSplit:
 
 
 def split_folders(images: str, val_images: str | None = None, val_fraction: float = 0.05,
-                  max_images: int | None = None, workers: int = 0) -> FolderSplit:
-    """Scan ``images`` (and ``val_images``); hold out a fixed seeded ``val_fraction`` when no val folder."""
-    main = scan(images, workers)
+                  max_images: int | None = None, workers: int = 0,
+                  exclude: str | os.PathLike | None = None) -> FolderSplit:
+    """Scan ``images`` (and ``val_images``); hold out a fixed seeded ``val_fraction`` when no val folder.
+    ``exclude`` (the run's own folder, when it lies inside the photos) is never scanned."""
+    main = scan(images, workers, exclude)
     order = torch.randperm(len(main.files), generator=torch.Generator().manual_seed(VAL_SEED)).tolist()
     shuffled = [main.files[i] for i in order]
     scans = [main]
     if val_images:
-        val_scan = scan(val_images, workers)
+        val_scan = scan(val_images, workers, exclude)
         scans.append(val_scan)
-        train, val = shuffled, val_scan.files
-        source = f"validation on the {len(val):,} colour images of {val_scan.root}"
+        held = {os.path.realpath(f) for f in val_scan.files}
+        train, val = [f for f in shuffled if os.path.realpath(f) not in held], val_scan.files
+        if not train:
+            raise AutocolorError(f"every image of {main.root} is also in --val-images {val_scan.root}; validation "
+                                 "images must not be trained on")
+        dropped = len(shuffled) - len(train)
+        source = f"validation on the {len(val):,} colour images of {val_scan.root}" + (
+            f" ({dropped:,} of them also under {main.root}, left out of training)" if dropped else "")
     else:
         if not 0 < val_fraction < 1:
             raise AutocolorError(f"--val-fraction must be between 0 and 1, not {val_fraction}")

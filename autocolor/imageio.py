@@ -20,10 +20,9 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from autocolor.errors import AutocolorError
-from autocolor.files import atomic_write_bytes
+from autocolor.files import IMAGE_EXTS, atomic_write_bytes, image_files
 
 DEFAULT_MAX_PIXELS = 64_000_000
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
 ALPHA_FORMATS = {"png", "webp"}
 GLOB_CHARS = set("*?[")
@@ -242,11 +241,9 @@ def expand_inputs(specs: list[str], exclude: str | os.PathLike | None = None) ->
     skip = Path(exclude).resolve() if exclude is not None else None
 
     def add(p: Path, from_folder: bool) -> None:
-        if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                rel = f.relative_to(p).parts
-                if f.is_file() and f.suffix.lower() in IMAGE_EXTS and not any(s.startswith(".") for s in rel):
-                    add(f, True)
+        if p.is_dir():  # recursive, following links once (as training folders are scanned), hidden names left out
+            for f in image_files(p, skip):
+                add(Path(f), True)
             return
         r = p.resolve()
         if from_folder and skip is not None and r.is_relative_to(skip):

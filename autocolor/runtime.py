@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import platform
 import subprocess
 from pathlib import Path
@@ -71,3 +72,11 @@ def machine_name() -> str:
     except OSError:
         pass
     return f"{cpu}, {torch.get_num_threads()} threads"
+
+
+def warmup_fraction(total_steps: int, pct_start: float) -> float:
+    """``pct_start`` for ``OneCycleLR`` over ``total_steps``, moved off the one value it cannot take: a warm-up
+    that ends at step 0 (``pct_start * total_steps == 1``, e.g. 0.2 of 5 steps) divides by zero there."""
+    if math.isclose(pct_start * total_steps, 1.0) and total_steps > 1:
+        return min(1.0, 2.0 / total_steps)
+    return pct_start

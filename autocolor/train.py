@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -27,7 +28,7 @@ from autocolor.metrics import psnr, ssim
 from autocolor.models import build, count_params, names, trainable
 from autocolor.nets import ColorNet
 from autocolor.plots import loss_curve, save_png, tiled_grid
-from autocolor.runtime import autocast, machine_name, pick_precision
+from autocolor.runtime import autocast, machine_name, pick_precision, warmup_fraction
 from autocolor.weights import CHECKPOINT, save_model
 
 GRID_IMAGES = 16
@@ -279,6 +280,7 @@ class _Data:
     batches: Callable[[int, int], Iterator[tuple[torch.Tensor, torch.Tensor | None]]]
     prior: Callable[[], torch.Tensor]  # training images for ``model.prepare`` (colour priors)
     failures: list = field(default_factory=list)  # files that failed to load during the current epoch
+    files: tuple | None = None  # folders: (n train, n val, hash of both lists), so --resume can tell a changed folder
 
 
 def _cifar_data(cfg: TrainConfig, info: ddp.DistInfo, device: torch.device) -> _Data:
@@ -303,7 +305,7 @@ def _cifar_data(cfg: TrainConfig, info: ddp.DistInfo, device: torch.device) -> _
 def _folder_data(cfg: TrainConfig, info: ddp.DistInfo, device: torch.device, log) -> _Data:
     size = cfg.image_size or DEFAULT_IMAGE_SIZE
     split = ddp.run_on_main(info, lambda: split_folders(cfg.images, cfg.val_images, cfg.val_fraction,
-                                                        cfg.max_images, cfg.workers))
+                                                        cfg.max_images, cfg.workers, exclude=cfg.out))
     for s in split.scans:
         log(s.summary())
     train_ds = FolderDataset(split.train, size, train=True, seed=cfg.seed)
@@ -334,6 +336,9 @@ def _folder_data(cfg: TrainConfig, info: ddp.DistInfo, device: torch.device, log
         return torch.cat([imgs for imgs, _ in eval_loader(ds, 64, workers=cfg.workers)])
 
     data.batches, data.prior = batches, prior
+    data.files = (len(split.train), len(split.val),
+                  hashlib.sha256("\0".join("\n".join(map(os.path.realpath, part)) for part in (split.train, split.val))
+                                 .encode()).hexdigest())
     return data
 
 
@@ -412,7 +417,7 @@ def _train_in(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device, o
     steps = data.steps
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps,
-                                                pct_start=0.2)
+                                                pct_start=warmup_fraction(cfg.epochs * steps, 0.2))
     epoch, step, records, elapsed, loss_sum, seen = 0, 0, [], 0.0, 0.0, 0
     wall = 0.0  # like ``elapsed`` but with validation, metrics and sample sheets: the run's whole time
     if cfg.resume:
@@ -426,6 +431,11 @@ def _train_in(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device, o
                    if _setting(k, was[k]) != _setting(k, getattr(cfg, k))]
         if changed:
             raise AutocolorError(f"--resume: {out} holds a run with {', '.join(changed)}; pass the same settings")
+        then = ck.get("files")
+        if then and data.files and tuple(then) != data.files:
+            raise AutocolorError(f"--resume: the image folders changed since {out} started ({then[0]:,} training and "
+                                 f"{then[1]:,} validation images then, {data.files[0]:,} and {data.files[1]:,} now, "
+                                 "or other files); resuming needs the same files: restore them or start a new run")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -445,7 +455,8 @@ def _train_in(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device, o
         return {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "rng": torch.get_rng_state(), "rng_ranks": ddp.all_gather(info, torch.get_rng_state()),
                 "epoch": epoch, "step": step, "records": records,
-                "seconds": elapsed, "wall": wall, "loss_sum": loss_sum, "seen": seen, "config": asdict(cfg)}
+                "seconds": elapsed, "wall": wall, "loss_sum": loss_sum, "seen": seen, "config": asdict(cfg),
+                "files": list(data.files) if data.files else None}
 
     if hasattr(model, "prepare") and not cfg.resume and info.is_main:
         model.prepare(data.prior())  # e.g. the vivid model's colour prior, from training images only

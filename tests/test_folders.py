@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +17,12 @@ from autocolor.folders import (
     FolderDataset,
     check_image,
     eval_loader,
+    list_images,
     scan,
     split_folders,
     train_loader,
 )
+from autocolor.imageio import expand_inputs
 
 COLOUR_FORMATS = ["jpg", "png", "webp", "bmp", "gif", "tiff"]
 
@@ -156,3 +159,51 @@ def test_sampler_shards_and_resumes_part_way(tmp_path):
         assert list(sampler) == full[2:] and len(sampler) == 3
         shares.append(full)
     assert len(shares[0]) == len(shares[1]) == 5 and not set(shares[0]) & set(shares[1])
+
+
+def test_links_add_each_file_once_and_the_run_folder_is_not_scanned(tmp_path):
+    """A link loop, a second link to the same photos and the run's own outputs inside the photos add nothing."""
+    root = make_folder(tmp_path / "photos", n=6)
+    plain = list_images(root)
+    (root / "a" / "again").symlink_to(root, target_is_directory=True)  # a loop
+    (root / "b" / "same_as_a").symlink_to(root / "a", target_is_directory=True)
+    assert list_images(root) == plain
+    run = root / "run"
+    (run / "samples").mkdir(parents=True)
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(run / "samples" / "epoch_001.png")
+    assert len(list_images(root)) == len(plain) + 1 and list_images(root, exclude=run) == plain
+    files, _ = expand_inputs([str(root)])
+    assert sorted(map(os.path.realpath, map(str, files))) == sorted(map(os.path.realpath, list_images(root)))
+
+
+def test_val_images_inside_the_training_folder_are_not_trained_on(tmp_path):
+    root = make_folder(tmp_path / "photos", n=12)
+    split = split_folders(str(root), val_images=str(root / "a"))
+    val = {os.path.realpath(f) for f in split.val}
+    assert val and not val & {os.path.realpath(f) for f in split.train}
+    assert "also under" in split.description and "left out of training" in split.description
+    with pytest.raises(AutocolorError, match="is also in --val-images"):
+        split_folders(str(root / "a"), val_images=str(root))
+
+
+def test_scan_leaves_the_warning_filters_as_they_were(tmp_path):
+    import warnings
+
+    root = make_folder(tmp_path / "photos", n=8)
+    before = list(warnings.filters)
+    scan(root, workers=4)
+    assert warnings.filters == before
+
+
+def test_resume_refuses_a_changed_folder(tmp_path, capsys):
+    torch.set_num_threads(1)
+    root = make_folder(tmp_path / "photos", n=24)
+    out = root / "run"  # inside the photos: its own sample sheets must not become training images
+    argv = ["train", "--images", str(root), "--image-size", "32", "--val-fraction", "0.2", "--epochs", "2",
+            "--batch-size", "8", "--workers", "0", "--out", str(out), "--precision", "fp32",
+            "--model-config", '{"widths": [8, 16, 32]}']
+    assert main([*argv, "--stop-after", "1"]) == 0
+    capsys.readouterr()
+    (root / "a" / "img01.png").unlink()
+    assert main([*argv, "--resume"]) == 1
+    assert "--resume: the image folders changed since" in capsys.readouterr().err

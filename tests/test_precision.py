@@ -174,3 +174,17 @@ def test_colorizer_bf16_runs_convolutions_in_bf16_and_stays_close():
         assert seen == [torch.bfloat16 if precision == "bf16" else torch.float32]
     assert out["bf16"].shape == (40, 48, 3)
     assert 0 < np.abs(out["bf16"] - out["fp32"]).max() <= 3
+
+
+def test_warmup_fraction_avoids_a_zero_length_warmup():
+    import torch
+
+    assert runtime.warmup_fraction(5, 0.2) == 0.4 and runtime.warmup_fraction(4, 0.25) == 0.5
+    assert runtime.warmup_fraction(351 * 40, 0.2) == 0.2 and runtime.warmup_fraction(1, 0.2) == 0.2
+    for total in range(1, 13):  # every short run steps through its whole schedule
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=total,
+                                                    pct_start=runtime.warmup_fraction(total, 0.2))
+        for _ in range(total):
+            opt.step()
+            sched.step()
