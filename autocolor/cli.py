@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 
@@ -80,7 +81,8 @@ def train(model, epochs, batch_size, lr, weight_decay, max_images, images, image
                       max_images=max_images,
                       out=out or f"runs/{model}", resume=resume, device=device, precision=precision, seed=seed,
                       data=data, stop_after=stop_after, command=shlex.join(["autocolor", *sys.argv[1:]]),
-                      images=images, val_images=val_images, val_fraction=val_fraction, image_size=image_size,
+                      images=_absolute(images), val_images=_absolute(val_images), val_fraction=val_fraction,
+                      image_size=image_size,
                       workers=workers, sync_bn=sync_bn, shift=shift, zoom=zoom, contrast=contrast,
                       final_fit=final_fit,
                       model_config=_json_object(model_config, "--model-config"))
@@ -94,6 +96,11 @@ def train(model, epochs, batch_size, lr, weight_decay, max_images, images, image
     if final_fit and images:
         raise AutocolorError("--final-fit applies to CIFAR-10 (a folder's validation split is --val-images)")
     run(cfg, log=click.echo)
+
+
+def _absolute(path: str | None) -> str | None:
+    """A folder option as an absolute path, so ``--resume`` from another directory compares the same folder."""
+    return os.path.abspath(os.path.expanduser(path)) if path else None
 
 
 def _check_output(output: str, suffix: str, overwrite: bool) -> None:

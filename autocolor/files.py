@@ -38,11 +38,17 @@ def image_files(root: str | os.PathLike, exclude: str | os.PathLike | None = Non
     listed once (a link loop or a second link to the same photos adds nothing); hidden names and ``exclude``'s
     folder (e.g. a run folder inside the photos) are left out."""
     skip = Path(exclude).expanduser().resolve() if exclude is not None else None
+    if skip is not None and Path(root).expanduser().resolve().is_relative_to(skip):
+        skip = None  # only a folder strictly inside ``root`` is left out, never ``root`` itself
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[str] = set()
     found: list[str] = []
     for folder, dirs, files in os.walk(root, followlinks=True):
-        st = os.stat(folder)
+        try:
+            st = os.stat(folder)
+        except OSError:  # gone since os.walk listed it
+            dirs[:] = []
+            continue
         if (st.st_dev, st.st_ino) in seen_dirs or (skip is not None and Path(folder).resolve().is_relative_to(skip)):
             dirs[:] = []
             continue

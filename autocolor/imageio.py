@@ -133,9 +133,9 @@ _PILLOW_LIMIT = threading.Lock()
 
 @contextlib.contextmanager
 def _pillow_limit(max_pixels: int | None) -> Iterator[None]:
-    """Around ``Image.open`` (where Pillow checks sizes): let it open images up to ``max_pixels`` when that is
-    above its own bomb limit (about 179 Mpx, 2x ``Image.MAX_IMAGE_PIXELS``), so raising --max-pixels works; our
-    own check stays the limit. The compare, raise and restore all happen under one lock (threads of the app)."""
+    """While an image is opened and decoded (Pillow checks sizes on open, seek and load): let Pillow accept images
+    up to ``max_pixels`` when that is above its own bomb limit (about 179 Mpx, 2x ``Image.MAX_IMAGE_PIXELS``), so
+    raising --max-pixels works; our own check stays the limit. Compare, raise and restore happen under one lock."""
     with _PILLOW_LIMIT:
         old = Image.MAX_IMAGE_PIXELS
         if max_pixels and old is not None and max_pixels > old:
@@ -164,14 +164,13 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
         with warnings.catch_warnings():
             # our own --max-pixels check below is the limit; Pillow's bomb error still applies beyond 2x its own
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with _pillow_limit(max_pixels):
-                img = Image.open(path)
-            with img:
+            with _pillow_limit(max_pixels), Image.open(path) as img:  # Pillow re-checks sizes on seek and load
                 w, h = img.size
                 if max_pixels and w * h > max_pixels:
                     raise ImageError(f"{name}: {w}x{h} = {w * h:,} pixels is more than the limit of {max_pixels:,} "
                                      f"(possible decompression bomb; raise it with --max-pixels)")
-                frames = int(getattr(img, "n_frames", 1) or 1)
+                animated = getattr(img, "is_animated", False) and img.format in ("GIF", "PNG", "WEBP")
+                frames = int(getattr(img, "n_frames", 1) or 1) if animated else 1  # not a camera JPEG's preview
                 img.seek(0)
                 img.load()
                 img = ImageOps.exif_transpose(img)
@@ -182,9 +181,9 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
         raise
     except PermissionError:
         raise ImageError(f"{name}: permission denied") from None
-    except Image.DecompressionBombError as exc:
-        limit = f"more than the limit of {max_pixels:,}" if max_pixels else str(exc)
-        raise ImageError(f"{name}: too many pixels ({limit}; possible decompression bomb)") from None
+    except Image.DecompressionBombError:
+        limit = f"; the pixel limit is {max_pixels:,}" if max_pixels else ""
+        raise ImageError(f"{name}: too large to decode safely (possible decompression bomb{limit})") from None
     except Image.UnidentifiedImageError:
         raise ImageError(f"{name}: not an image (or a format Pillow cannot read)") from None
     except MemoryError:
@@ -242,7 +241,7 @@ def expand_inputs(specs: list[str], exclude: str | os.PathLike | None = None) ->
 
     def add(p: Path, from_folder: bool) -> None:
         if p.is_dir():  # recursive, following links once (as training folders are scanned), hidden names left out
-            for f in image_files(p, skip):
+            for f in sorted(image_files(p, skip), key=lambda f: Path(f).parts):  # folder by folder, as before
                 add(Path(f), True)
             return
         r = p.resolve()

@@ -78,5 +78,5 @@ def warmup_fraction(total_steps: int, pct_start: float) -> float:
     """``pct_start`` for ``OneCycleLR`` over ``total_steps``, moved off the one value it cannot take: a warm-up
     that ends at step 0 (``pct_start * total_steps == 1``, e.g. 0.2 of 5 steps) divides by zero there."""
     if math.isclose(pct_start * total_steps, 1.0) and total_steps > 1:
-        return min(1.0, 2.0 / total_steps)
+        return 1.5 / total_steps  # a warm-up of 1.5 steps: neither phase has zero length (2 steps: 0.75, not 1)
     return pct_start

@@ -336,10 +336,17 @@ def _folder_data(cfg: TrainConfig, info: ddp.DistInfo, device: torch.device, log
         return torch.cat([imgs for imgs, _ in eval_loader(ds, 64, workers=cfg.workers)])
 
     data.batches, data.prior = batches, prior
-    data.files = (len(split.train), len(split.val),
-                  hashlib.sha256("\0".join("\n".join(map(os.path.realpath, part)) for part in (split.train, split.val))
-                                 .encode()).hexdigest())
+    data.files = _fingerprint(split, bool(cfg.val_images))
     return data
+
+
+def _fingerprint(split, separate_val: bool) -> tuple[int, int, str]:
+    """(n train, n val, hash of the file lists), paths relative to their folder's root: the same on every rank
+    (they share rank 0's split) and whatever the working directory or a moved-and-linked folder."""
+    roots = (split.scans[0].root, split.scans[-1].root if separate_val else split.scans[0].root)
+    text = "\0".join("\n".join(os.path.relpath(f, root) for f in files)
+                     for files, root in zip((split.train, split.val), roots, strict=True))
+    return len(split.train), len(split.val), hashlib.sha256(text.encode()).hexdigest()
 
 
 def _checkpoint(info: ddp.DistInfo, path: Path, state: dict) -> None:

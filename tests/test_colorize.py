@@ -542,3 +542,11 @@ def test_animated_input_gets_a_note(model_path: Path, tmp_path: Path, capsys) ->
     assert main(["colorize", str(src), str(still), "-o", str(tmp_path / "o"), "--model", str(model_path)]) == 0
     err = capsys.readouterr().err
     assert f"{src} is animated (3 frames); colorizing its first frame" in err and "still.png" not in err
+
+
+def test_multi_frame_files_that_are_not_animations_get_no_note(model_path: Path, tmp_path: Path, capsys) -> None:
+    pages = [Image.fromarray(ramp(), "L"), Image.fromarray(255 - ramp(), "L")]
+    tif = tmp_path / "scan.tif"
+    pages[0].save(tif, save_all=True, append_images=pages[1:])  # a two-page TIFF: a document, not an animation
+    assert main(["colorize", str(tif), "-o", str(tmp_path / "o"), "--model", str(model_path)]) == 0
+    assert "animated" not in capsys.readouterr().err

@@ -207,3 +207,32 @@ def test_resume_refuses_a_changed_folder(tmp_path, capsys):
     (root / "a" / "img01.png").unlink()
     assert main([*argv, "--resume"]) == 1
     assert "--resume: the image folders changed since" in capsys.readouterr().err
+
+
+def test_out_at_or_above_the_photos_is_not_excluded(tmp_path):
+    root = make_folder(tmp_path / "photos", n=4)
+    plain = list_images(root)
+    assert list_images(root, exclude=root) == plain and list_images(root, exclude=tmp_path) == plain
+
+
+def test_folder_inputs_keep_folder_by_folder_order(tmp_path):
+    """`Summer/` before `Summer 2020/`, as Path sorting gave (output names -N follow this order)."""
+    for folder in ("Summer", "Summer 2020"):
+        (tmp_path / folder).mkdir()
+        Image.new("RGB", (8, 8), (9, 99, 199)).save(tmp_path / folder / "photo.png")
+    files, _ = expand_inputs([str(tmp_path)])
+    assert [f.parent.name for f in files] == ["Summer", "Summer 2020"]
+
+
+def test_resume_fingerprint_ignores_where_the_folder_is_reached_from(tmp_path, monkeypatch):
+    from autocolor.train import _fingerprint
+
+    root = make_folder(tmp_path / "photos", n=12)
+    a = split_folders(str(root), val_fraction=0.2)
+    monkeypatch.chdir(tmp_path)
+    b = split_folders("photos", val_fraction=0.2)
+    (tmp_path / "moved").symlink_to(root, target_is_directory=True)
+    c = split_folders(str(tmp_path / "moved"), val_fraction=0.2)
+    assert _fingerprint(a, False) == _fingerprint(b, False) == _fingerprint(c, False)
+    (root / "a" / "img01.png").unlink()
+    assert _fingerprint(split_folders(str(root), val_fraction=0.2), False) != _fingerprint(a, False)

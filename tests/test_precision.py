@@ -179,12 +179,14 @@ def test_colorizer_bf16_runs_convolutions_in_bf16_and_stays_close():
 def test_warmup_fraction_avoids_a_zero_length_warmup():
     import torch
 
-    assert runtime.warmup_fraction(5, 0.2) == 0.4 and runtime.warmup_fraction(4, 0.25) == 0.5
+    assert runtime.warmup_fraction(5, 0.2) == 0.3 and runtime.warmup_fraction(4, 0.25) == 0.375
+    assert runtime.warmup_fraction(2, 0.5) == 0.75
     assert runtime.warmup_fraction(351 * 40, 0.2) == 0.2 and runtime.warmup_fraction(1, 0.2) == 0.2
-    for total in range(1, 13):  # every short run steps through its whole schedule
-        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=total,
-                                                    pct_start=runtime.warmup_fraction(total, 0.2))
-        for _ in range(total):
-            opt.step()
-            sched.step()
+    for pct in (0.1, 0.2, 0.25, 0.3, 0.5):
+        for total in range(1, 25):  # every short run steps through its whole schedule
+            opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=total,
+                                                        pct_start=runtime.warmup_fraction(total, pct))
+            for _ in range(total):
+                opt.step()
+                sched.step()
