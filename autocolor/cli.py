@@ -224,6 +224,8 @@ def diagram(model, output, overwrite) -> None:
                    "colorize_size, else 64].")
 @click.option("--format", "fmt", type=click.Choice(["png", "jpg", "webp"]), default="png", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option("--keep-folders", is_flag=True,
+              help="Photos found in a folder argument keep their sub-folders under OUTDIR (default: all in OUTDIR).")
 @DEVICE
 @click.option("--temperature", type=click.FloatRange(0, min_open=True), default=None,
               help="Softmax temperature for classification models (e.g. vivid); ignored by others, with a note.")
@@ -235,8 +237,8 @@ def diagram(model, output, overwrite) -> None:
               help="Refuse images with more pixels (decompression bombs) [default: 64000000].")
 @click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               help="onnx: run --model FILE.onnx (made by `autocolor export`) with ONNX Runtime on the CPU.")
-def colorize(inputs, outdir, model, saturation, size, fmt, overwrite, device, temperature, boost, boost_max,
-             max_pixels, backend) -> None:
+def colorize(inputs, outdir, model, saturation, size, fmt, overwrite, keep_folders, device, temperature, boost,
+             boost_max, max_pixels, backend) -> None:
     """Colorize photos of any size: files, folders (recursive) or globs; inputs are never overwritten."""
     from pathlib import Path
 
@@ -251,7 +253,8 @@ def colorize(inputs, outdir, model, saturation, size, fmt, overwrite, device, te
     out = Path(outdir).expanduser()
     if out.exists() and not out.is_dir():
         raise AutocolorError(f"-o {out}: exists and is not a folder")
-    files, missing = expand_inputs(list(inputs), exclude=out)
+    subfolders: dict | None = {} if keep_folders else None
+    files, missing = expand_inputs(list(inputs), exclude=out, subfolders=subfolders)
     for msg in missing:
         say("error")(msg)
     if not files:
@@ -275,7 +278,7 @@ def colorize(inputs, outdir, model, saturation, size, fmt, overwrite, device, te
         col = Colorizer.load(model, device=device, notice=say("note"), temperature=temperature, boost=boost,
                              boost_max=boost_max, **settings)
     out.mkdir(parents=True, exist_ok=True)
-    written, errors = col.colorize_files(files, plan_outputs(files, out, fmt), overwrite=overwrite,
+    written, errors = col.colorize_files(files, plan_outputs(files, out, fmt, subfolders), overwrite=overwrite,
                                          progress=sys.stderr.isatty(), report=say("error"), notice=say("note"),
                                          written_cb=lambda path: tqdm.write(str(path), file=sys.stdout))
     failed = len(errors) + len(missing)

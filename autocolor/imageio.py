@@ -232,17 +232,20 @@ def write_image(img: Image.Image, path: str | os.PathLike, overwrite: bool = Fal
     return path
 
 
-def expand_inputs(specs: list[str], exclude: str | os.PathLike | None = None) -> tuple[list[Path], list[str]]:
-    """Files, folders (recursive, image suffixes only) and globs -> (unique files in order, error lines)."""
+def expand_inputs(specs: list[str], exclude: str | os.PathLike | None = None,
+                  subfolders: dict[Path, Path] | None = None) -> tuple[list[Path], list[str]]:
+    """Files, folders (recursive, image suffixes only) and globs -> (unique files in order, error lines).
+    ``subfolders``, when given, is filled with each file found in a folder argument -> its sub-folder there
+    (``Path()`` at the top), for ``plan_outputs`` to keep a tree."""
     out: list[Path] = []
     errors: list[str] = []
     seen: set[Path] = set()
     skip = Path(exclude).resolve() if exclude is not None else None
 
-    def add(p: Path, from_folder: bool) -> None:
+    def add(p: Path, from_folder: bool, base: Path | None = None) -> None:
         if p.is_dir():  # recursive, following links once (as training folders are scanned), hidden names left out
             for f in sorted(image_files(p, skip), key=lambda f: Path(f).parts):  # folder by folder, as before
-                add(Path(f), True)
+                add(Path(f), True, p)
             return
         r = p.resolve()
         if from_folder and skip is not None and r.is_relative_to(skip):
@@ -250,6 +253,8 @@ def expand_inputs(specs: list[str], exclude: str | os.PathLike | None = None) ->
         if r not in seen:
             seen.add(r)
             out.append(p)
+            if subfolders is not None and base is not None:
+                subfolders[p] = p.parent.relative_to(base)
 
     for spec in specs:
         p = Path(spec).expanduser()
@@ -267,18 +272,21 @@ def expand_inputs(specs: list[str], exclude: str | os.PathLike | None = None) ->
     return out, errors
 
 
-def plan_outputs(inputs: list[Path], outdir: Path, fmt: str) -> list[Path]:
-    """OUTDIR/<stem>.<fmt> per input; repeated stems get ``-1``, ``-2``... so no two inputs share an output, and
-    no output is one of the inputs (``photo.jpg`` and ``photo.png`` colorized into their own folder)."""
+def plan_outputs(inputs: list[Path], outdir: Path, fmt: str,
+                 subfolders: dict[Path, Path] | None = None) -> list[Path]:
+    """OUTDIR/<stem>.<fmt> per input (OUTDIR/<sub-folder>/<stem>.<fmt> for inputs in ``subfolders``, which keeps
+    a folder's tree); repeated names get ``-1``, ``-2``... so no two inputs share an output, and no output is one
+    of the inputs (``photo.jpg`` and ``photo.png`` colorized into their own folder)."""
     used: set[str] = set()
     inputs_at = {p.resolve() for p in inputs}
     outs = []
     for p in inputs:
+        folder = outdir / (subfolders or {}).get(p, Path())
         stem, n = p.stem or "image", 0
         name = f"{stem}.{fmt}"
-        while name.lower() in used or (outdir / name).resolve() in inputs_at:
+        while str(folder / name).lower() in used or (folder / name).resolve() in inputs_at:
             n += 1
             name = f"{stem}-{n}.{fmt}"
-        used.add(name.lower())
-        outs.append(outdir / name)
+        used.add(str(folder / name).lower())
+        outs.append(folder / name)
     return outs

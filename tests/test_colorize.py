@@ -550,3 +550,26 @@ def test_multi_frame_files_that_are_not_animations_get_no_note(model_path: Path,
     pages[0].save(tif, save_all=True, append_images=pages[1:])  # a two-page TIFF: a document, not an animation
     assert main(["colorize", str(tif), "-o", str(tmp_path / "o"), "--model", str(model_path)]) == 0
     assert "animated" not in capsys.readouterr().err
+
+
+def test_keep_folders_mirrors_the_tree(model_path: Path, tmp_path: Path, capsys) -> None:
+    photos = tmp_path / "photos"
+    for rel in ("a/x.png", "b/c/x.png", "top.png"):
+        (photos / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(ramp(), "L").save(photos / rel)
+    loose = tmp_path / "loose.png"
+    Image.fromarray(ramp(), "L").save(loose)
+    out = tmp_path / "out"
+    assert main(["colorize", str(photos), str(loose), "-o", str(out), "--keep-folders", "--model",
+                 str(model_path)]) == 0
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert written == ["a/x.png", "b/c/x.png", "loose.png", "top.png"]  # a file given directly goes to OUTDIR
+    capsys.readouterr()
+    flat = tmp_path / "flat"
+    assert main(["colorize", str(photos), "-o", str(flat), "--model", str(model_path)]) == 0
+    assert sorted(p.name for p in flat.iterdir()) == ["top.png", "x-1.png", "x.png"]
+    inside = photos / "colour"  # an OUTDIR inside the photos is not read back as input on a rerun
+    for _ in range(2):
+        assert main(["colorize", str(photos), "-o", str(inside), "--keep-folders", "--overwrite", "--model",
+                     str(model_path)]) == 0
+    assert sorted(str(p.relative_to(inside)) for p in inside.rglob("*.png")) == ["a/x.png", "b/c/x.png", "top.png"]
