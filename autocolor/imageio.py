@@ -241,11 +241,14 @@ def expand_inputs(specs: list[str], exclude: str | os.PathLike | None = None,
     errors: list[str] = []
     seen: set[Path] = set()
     skip = Path(exclude).resolve() if exclude is not None else None
+    found_under: dict[Path, Path] = {}  # file -> the folder argument (or a glob's fixed folder) it was found in
+    bases: set[Path] = set()  # every such folder, also those whose files all came in through another argument
 
     def add(p: Path, from_folder: bool, base: Path | None = None) -> None:
         if p.is_dir():  # recursive, following links once (as training folders are scanned), hidden names left out
+            bases.add(base if base is not None else p)
             for f in sorted(image_files(p, skip), key=lambda f: Path(f).parts):  # folder by folder, as before
-                add(Path(f), True, p)
+                add(Path(f), True, base if base is not None else p)
             return
         r = p.resolve()
         if from_folder and skip is not None and r.is_relative_to(skip):
@@ -253,8 +256,8 @@ def expand_inputs(specs: list[str], exclude: str | os.PathLike | None = None,
         if r not in seen:
             seen.add(r)
             out.append(p)
-            if subfolders is not None and base is not None:
-                subfolders[p] = p.parent.relative_to(base)
+            if base is not None:
+                found_under[p] = base
 
     for spec in specs:
         p = Path(spec).expanduser()
@@ -265,11 +268,44 @@ def expand_inputs(specs: list[str], exclude: str | os.PathLike | None = None,
             matches = [m for m in matches if m.is_dir() or m.suffix.lower() in IMAGE_EXTS]
             if not matches:
                 errors.append(f"{spec}: no image files match")
+            bases.add(_glob_root(spec))
             for m in matches:
-                add(m, True)
+                add(m, True, _glob_root(spec))
         else:
             errors.append(f"{spec}: no such file or folder")
+    if subfolders is not None:
+        subfolders.update(_subfolders(found_under, bases))
     return out, errors
+
+
+def _glob_root(spec: str) -> Path:
+    """The folder a glob's matches are measured from: its leading components without wildcards."""
+    fixed = []
+    for part in Path(os.path.expanduser(spec)).parts:
+        if GLOB_CHARS & set(part):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path()
+
+
+def _subfolders(found_under: dict[Path, Path], bases: set[Path]) -> dict[Path, Path]:
+    """Each file's sub-folder for ``--keep-folders``: measured on real paths from the outermost folder argument
+    that holds it (a link to a sibling folder keeps that folder's name; nested arguments do not re-root files);
+    under several such roots, each root's own name comes first, so same-named sub-folders do not merge."""
+    roots = sorted({b.resolve() for b in bases}, key=lambda b: len(b.parts))
+    outermost = [b for i, b in enumerate(roots) if not any(b.is_relative_to(a) for a in roots[:i])]
+    named = len({b for b in outermost if any(p.resolve().is_relative_to(b) for p in found_under)}) > 1
+    result = {}
+    for p, base in found_under.items():
+        real = p.resolve()
+        holder = next((b for b in outermost if real.is_relative_to(b)), None)
+        if holder is None:  # reached through a link that leads outside every root: where it was found
+            sub = p.parent.relative_to(base)
+            holder = next(b for b in outermost if base.resolve().is_relative_to(b))
+        else:
+            sub = real.parent.relative_to(holder)
+        result[p] = Path(holder.name) / sub if named else sub
+    return result
 
 
 def plan_outputs(inputs: list[Path], outdir: Path, fmt: str,

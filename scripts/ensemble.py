@@ -11,6 +11,7 @@ the weights as float16 (``autocolor.weights.half_state``). Choose the decoding a
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -50,14 +51,14 @@ def assemble(out: str, vivid: list[str], fidelity: list[str] | None = None, fide
 
 
 def _number(low: float, high: float = float("inf"), low_open: bool = False):
-    """An argparse type: a float in [low, high] ((low, high] with ``low_open``), as the CLI's options take."""
+    """An argparse type: a finite float in [low, high] ((low, high] with ``low_open``), as the CLI's options take."""
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value != value or value < low or value > high or (low_open and value == low):
+        if not math.isfinite(value) or value < low or value > high or (low_open and value == low):
             where = f"{'(' if low_open else '['}{low:g}, {high:g}]" if high != float("inf") else (
                 f"{'>' if low_open else '>='} {low:g}")
             raise argparse.ArgumentTypeError(f"{text} is not {'in ' if high != float('inf') else ''}{where}")

@@ -573,3 +573,25 @@ def test_keep_folders_mirrors_the_tree(model_path: Path, tmp_path: Path, capsys)
         assert main(["colorize", str(photos), "-o", str(inside), "--keep-folders", "--overwrite", "--model",
                      str(model_path)]) == 0
     assert sorted(str(p.relative_to(inside)) for p in inside.rglob("*.png")) == ["a/x.png", "b/c/x.png", "top.png"]
+
+
+def test_keep_folders_with_links_globs_and_several_folders(model_path: Path, tmp_path: Path) -> None:
+    def photo(rel: str) -> None:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(ramp(), "L").save(tmp_path / rel)
+
+    for rel in ("photos/a/x.png", "photos/b/x.png", "2019/trip/t.png", "2020/trip/t.png"):
+        photo(rel)
+    (tmp_path / "photos" / "a" / "link_b").symlink_to(tmp_path / "photos" / "b", target_is_directory=True)
+
+    def tree(args: list[str], name: str) -> list[str]:
+        out = tmp_path / name
+        assert main(["colorize", *args, "-o", str(out), "--keep-folders", "--model", str(model_path)]) == 0
+        return sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+
+    # a link to a sibling folder keeps the sibling's own place; nesting an argument does not re-root its files
+    assert tree([str(tmp_path / "photos")], "o1") == ["a/x.png", "b/x.png"]
+    assert tree([str(tmp_path / "photos" / "a"), str(tmp_path / "photos")], "o2") == ["a/x.png", "b/x.png"]
+    # a glob is measured from its fixed folder; several roots keep their own names, so trip/ folders do not merge
+    assert tree([str(tmp_path / "photos" / "*")], "o3") == ["a/x.png", "b/x.png"]
+    assert tree([str(tmp_path / "2019"), str(tmp_path / "2020")], "o4") == ["2019/trip/t.png", "2020/trip/t.png"]

@@ -113,7 +113,8 @@ def test_bundle_and_ensemble_name_a_missing_run_in_one_line():
 
 
 @pytest.mark.parametrize("flag, value, why", [("--temperature", "0", "> 0"), ("--temperature", "-1", "> 0"),
-                                              ("--boost", "-3", ">= 0"), ("--fidelity-weight", "1.5", "[0, 1]")])
+                                              ("--boost", "-3", ">= 0"), ("--fidelity-weight", "1.5", "[0, 1]"),
+                                              ("--temperature", "inf", "> 0"), ("--boost", "1e400", ">= 0")])
 def test_ensemble_refuses_what_the_cli_refuses(flag, value, why, tmp_path):
     res = _run("scripts/ensemble.py", str(tmp_path / "e.safetensors"), "--vivid", "vivid", f"{flag}={value}")
     assert res.returncode == 2 and f"argument {flag}" in res.stderr and why in res.stderr, res.stderr
