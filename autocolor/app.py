@@ -18,8 +18,6 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # works offline; no calls home
 
 import gradio as gr  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from autocolor.errors import AutocolorError  # noqa: E402
@@ -56,14 +54,12 @@ def _shown_size(width: int, height: int) -> tuple[int, int]:
 
 def _grey_preview(photo) -> Image.Image:
     """The model's grey input as shown on the page, at the shown size (a 64 MP photo's float RGB would take GBs)."""
-    from autocolor.colorize import photo_lightness
+    from autocolor.colorize import photo_lightness, resize_lightness
     from autocolor.colour import grey_rgb, to_uint8
 
-    L = photo_lightness(photo)  # float32 (1, 1, H, W), computed in row strips
-    h, w = L.shape[-2:]
-    small = Image.fromarray(L.reshape(h, w).numpy(), "F").resize(_shown_size(w, h), Image.Resampling.BILINEAR)
-    L_small = torch.from_numpy(np.asarray(small, dtype=np.float32).copy()).clamp_(0, 1).view(1, 1, *small.size[::-1])
-    return Image.fromarray(to_uint8(grey_rgb(L_small))[0].permute(1, 2, 0).numpy(), "RGB")
+    L = photo_lightness(photo)[0, 0]  # float32 (H, W), computed in row strips
+    w, h = _shown_size(L.shape[1], L.shape[0])
+    return Image.fromarray(to_uint8(grey_rgb(resize_lightness(L, h, w)))[0].permute(1, 2, 0).numpy(), "RGB")
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -151,9 +147,8 @@ def build_app(models: list[str] | None = None, max_upload_mb: float = DEFAULT_UP
             out = write_image(result, Path(tempfile.mkdtemp(dir=outdir)) / f"{stem}-colorized.png")
         except (OSError, AutocolorError) as exc:
             raise _error(f"{name}: the result could not be saved on the server ({exc})") from None
-        shown = result if result.size == _shown_size(*result.size) else \
-            result.resize(_shown_size(*result.size), Image.Resampling.LANCZOS)
-        return grey, shown, str(out)
+        size = _shown_size(*result.size)
+        return grey, result if result.size == size else result.resize(size, Image.Resampling.LANCZOS), str(out)
 
     with gr.Blocks(title="autocolor", delete_cache=(KEEP_S, KEEP_S)) as app:
         gr.Markdown("# autocolor\nColorize a greyscale photo (colour photos are converted to grey first). "

@@ -10,19 +10,19 @@ import json
 import os
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 from tqdm import tqdm
 
 from autocolor.colour import to_float
 from autocolor.data import VAL_SIZE, epoch_batches, load_split
-from autocolor.errors import AutocolorError, positive_int, run_main
+from autocolor.errors import AutocolorError, first_line, positive_int, run_main
+from autocolor.files import atomic_write_bytes
 from autocolor.runtime import autocast, machine_name, pick_device, pick_precision, warmup_fraction
 from autocolor.weights import BUNDLED, write_card
 
@@ -84,9 +84,8 @@ def load_classifier(path: Path = WEIGHTS) -> Classifier | None:
         model = Classifier(tuple(card["widths"]))
         model.load_state_dict(load_file(str(path)))
     except Exception as exc:  # noqa: BLE001 - a wrong or damaged file is the user's, not a bug: one line
-        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AutocolorError(f"{path} is not a classifier from python -m autocolor.classifier "
-                             f"({type(exc).__name__}: {why})") from None
+                             f"({type(exc).__name__}: {first_line(exc)})") from None
     return model.eval()
 
 
@@ -129,24 +128,9 @@ def check_out(out: Path) -> Path:
 
 
 def save_weights(model: nn.Module, out: Path) -> None:
-    """Write ``model``'s weights to ``out`` atomically: a temp file in the same folder, renamed over ``out``
-    (removed if anything fails), so an interrupted save never leaves half a file or spoils an older one."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """Write ``model``'s weights to ``out`` atomically (``files.atomic_write_bytes``), so an interrupted save never
+    leaves half a file or spoils an older one."""
+    atomic_write_bytes(out, save({k: v.contiguous() for k, v in model.state_dict().items()}))
 
 
 def train_classifier(epochs: int, out: Path, batch_size: int = 256, lr: float = 0.1, seed: int = 0,

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from autocolor.colour import greyscale, lab_from, saturate, to_uint8
-from autocolor.errors import AutocolorError
+from autocolor.errors import AutocolorError, first_line
 from autocolor.fuse import fuse_for_inference, is_fused
 from autocolor.imageio import DEFAULT_MAX_PIXELS, ImageError, Photo, from_array, from_pil, read_image, to_pil
 from autocolor.nets import decoding_options
@@ -100,6 +100,12 @@ def _lightness(photo: Photo) -> torch.Tensor:
 def photo_lightness(photo: Photo) -> torch.Tensor:
     """CIE L*/100 of a photo as a (1, 1, H, W) tensor (the grey image the model is given)."""
     return _lightness(photo).view(1, 1, *photo.pixels.shape[:2])
+
+
+def resize_lightness(L: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """L*/100 (H, W) resized bilinearly (Pillow) to (1, 1, height, width), clamped to [0, 1]."""
+    small = Image.fromarray(L.numpy(), "F").resize((width, height), Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.asarray(small, dtype=np.float32).copy()).clamp_(0, 1).view(1, 1, height, width)
 
 
 def _upsample_rows(ab_w: torch.Tensor, r0: int, r1: int, height: int) -> torch.Tensor:
@@ -201,9 +207,7 @@ class Colorizer:
         L = _lightness(photo)
         height, width = L.shape
         h, w = working_shape(height, width, self.size, self.model.size_multiple)
-        small = Image.fromarray(L.numpy(), "F").resize((w, h), Image.Resampling.BILINEAR)
-        x = torch.from_numpy(np.asarray(small, dtype=np.float32).copy()).clamp_(0, 1).view(1, 1, h, w)
-        x = x.to(self.device)
+        x = resize_lightness(L, h, w).to(self.device)
         bst = self.boost if boost is None else boost
         opts = decoding_options(temp, bst, self.boost_max if boost_max is None else boost_max)
         with autocast(self.device, self.precision):
@@ -266,7 +270,7 @@ class Colorizer:
                         written_cb(written[-1])
                 except (ImageError, RuntimeError, MemoryError) as exc:  # RuntimeError: e.g. CUDA out of memory
                     msg = str(exc) if isinstance(exc, ImageError) else \
-                        f"{src}: cannot colorize: {(str(exc).splitlines() or [type(exc).__name__])[0]}"
+                        f"{src}: cannot colorize: {first_line(exc)}"
                     errors.append((src, msg))
                     if report:
                         report(msg)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from autocolor.download import FOLDER, download_cifar10
-from autocolor.errors import AutocolorError
+from autocolor.errors import AutocolorError, first_line
 
 ENV_VAR = "AUTOCOLOR_DATA"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
@@ -69,8 +69,8 @@ def safe_unpickle(path: Path) -> object:
     except MemoryError:
         raise AutocolorError(f"not enough memory to read {path}") from None
     except Exception as exc:  # noqa: BLE001 - a damaged pickle raises anything (Overflow, Lookup...)
-        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise AutocolorError(f"corrupt or truncated CIFAR-10 batch {path}: {why}; {refetch_hint(path)}") from None
+        raise AutocolorError(f"corrupt or truncated CIFAR-10 batch {path}: {first_line(exc)}; "
+                             f"{refetch_hint(path)}") from None
 
 
 @dataclass

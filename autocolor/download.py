@@ -86,9 +86,10 @@ def download_cifar10(root: Path, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5,
     root = Path(root).expanduser()
     final = root / FOLDER
     if final.exists():
-        if not _missing(final):
+        missing = _missing(final)
+        if not missing:
             return final  # e.g. another process (a torchrun rank) finished the same download first
-        raise AutocolorError(f"{final} is incomplete (no {', '.join(_missing(final))}); delete it and run again "
+        raise AutocolorError(f"{final} is incomplete (no {', '.join(missing)}); delete it and run again "
                              "to download CIFAR-10 afresh")
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale(root)

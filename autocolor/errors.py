@@ -12,6 +12,13 @@ class AutocolorError(Exception):
     """An error the user can fix (bad path, missing dataset, bad flag value)."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (libraries put whole graphs or tracebacks after it), else its
+    type's name: what a one-line error shows of an exception it wraps."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def run_main(main: Callable[[], object], prog: str | None = None) -> None:
     """Run a script's ``main()`` as the ``autocolor`` CLI runs its commands: an ``AutocolorError`` or ``OSError``
     ends in one line ``PROG: error: ...`` (exit status 1) instead of a traceback, Ctrl-C in exit status 130.

@@ -65,8 +65,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, size: int = 32, opset
     multiple = int(model.size_multiple)
     if size < multiple or size % multiple:
         raise AutocolorError(f"--size {size}: must be a positive multiple of {multiple}")
-    if not OPSET <= opset <= max_opset():
-        raise AutocolorError(f"opset {opset}: this torch exports opsets {OPSET} to {max_opset()}")
+    newest = max_opset()
+    if not OPSET <= opset <= newest:
+        raise AutocolorError(f"opset {opset}: this torch exports opsets {OPSET} to {newest}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")  # traced and checked here; ``path`` is replaced only at the end

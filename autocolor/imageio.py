@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from autocolor.errors import AutocolorError
+from autocolor.errors import AutocolorError, first_line
 from autocolor.files import IMAGE_EXTS, atomic_write_bytes, image_files
 
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -189,7 +189,7 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
     except MemoryError:
         raise ImageError(f"{name}: not enough memory to decode it") from None
     except Exception as exc:  # noqa: BLE001 - decoders of untrusted files raise many types; report, don't crash
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = first_line(exc)
         if "truncated" in msg or isinstance(exc, (EOFError, SyntaxError)):
             msg = f"truncated or corrupt image ({msg})"
         raise ImageError(f"{name}: cannot decode: {msg}") from None

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from autocolor import distributed as ddp
 from autocolor.colour import grey_rgb, lab_and_input, to_float, to_uint8
 from autocolor.data import Split, epoch_batches, load_split
-from autocolor.errors import AutocolorError
+from autocolor.errors import AutocolorError, first_line
 from autocolor.files import atomic_write_bytes
 from autocolor.folders import FolderDataset, eval_loader, load_stack, split_folders, train_loader
 from autocolor.inference import colorize_all
@@ -130,8 +130,7 @@ def _load_checkpoint(path: Path) -> dict:
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is a user-facing error
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AutocolorError(f"cannot read checkpoint {path}: {first}") from None
+        raise AutocolorError(f"cannot read checkpoint {path}: {first_line(exc)}") from None
     missing = [k for k in CHECKPOINT_KEYS if k not in ck] if isinstance(ck, dict) else list(CHECKPOINT_KEYS)
     if missing:
         raise AutocolorError(f"{path} is not an autocolor training checkpoint (no {', '.join(missing)})")

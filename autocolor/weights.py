@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
-from autocolor.errors import AutocolorError
+from autocolor.errors import AutocolorError, first_line
 from autocolor.files import atomic_write_bytes
 from autocolor.fuse import fuse_for_inference, is_fused
 from autocolor.models import build, count_params
@@ -38,16 +37,8 @@ def half_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def _write_weights(state: dict[str, torch.Tensor], path: Path, architecture: str) -> None:
     if path.is_dir():
         raise AutocolorError(f"{path} is a folder; give a .safetensors file name")
-    path.parent.mkdir(parents=True, exist_ok=True)  # safetensors does not create folders
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # unique per writer
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        save_file(state, str(tmp), metadata={"architecture": architecture})
-        os.chmod(tmp, 0o644)  # weights are for everyone to read
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # gone after a successful replace; removed after a failure
+    atomic_write_bytes(path, save(state, metadata={"architecture": architecture}))  # unique temp file, then rename
+    os.chmod(path, 0o644)  # weights are for everyone to read
 
 
 def save_model(model: nn.Module, path: Path, card: dict, half: bool = False) -> Path:
@@ -164,6 +155,6 @@ def load_model(spec: str | os.PathLike, device: str | torch.device = "cpu",
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise AutocolorError(f"weights {path} do not fit architecture {card['architecture']}: "
-                             f"{str(exc).splitlines()[0]}") from None
+                             f"{first_line(exc)}") from None
     model = model.to(device).eval()
     return (fuse_for_inference(model) if fuse else model), card

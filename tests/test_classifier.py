@@ -89,17 +89,28 @@ def test_weights_are_written_atomically(tmp_path, monkeypatch):
     out = tmp_path / "c.safetensors"
     out.write_bytes(b"older weights")
 
-    def broken_save(tensors, path, *a, **k):
-        with open(path, "wb") as f:
-            f.write(b"half a fi")
-        raise OSError("No space left on device")
+    import autocolor.files as files_mod
 
-    real_save = clf_mod.save_file
-    monkeypatch.setattr(clf_mod, "save_file", broken_save)
+    class DiskFull:  # the temp file gets half its bytes, then the disk is full
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[:9])
+            raise OSError("No space left on device")
+
+    real_fdopen = files_mod.os.fdopen
+    monkeypatch.setattr(files_mod.os, "fdopen", lambda fd, mode: DiskFull(real_fdopen(fd, mode)))
     with pytest.raises(OSError, match="No space left"):
         clf_mod.train_classifier(1, out, batch_size=32, device="cpu")
     assert out.read_bytes() == b"older weights" and sorted(p.name for p in tmp_path.iterdir()) == ["c.safetensors"]
-    monkeypatch.setattr(clf_mod, "save_file", real_save)
+    monkeypatch.setattr(files_mod.os, "fdopen", real_fdopen)
     clf_mod.train_classifier(1, out, batch_size=32, device="cpu")
     assert clf_mod.load_classifier(out) is not None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "c.safetensors"]
