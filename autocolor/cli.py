@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from autocolor.errors import AutocolorError
+from autocolor.errors import AutocolorError, error_prefix
 
 DEVICE = click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 DATA = click.option("--data", "data", default=None, metavar="DIR",
@@ -351,31 +351,38 @@ def serve(host, port, max_upload_mb, max_pixels, models, device) -> None:
     launch(app, host=host, port=port, max_upload_mb=max_upload_mb)
 
 
+def _error(exc: BaseException, text: str) -> None:
+    """Print one error line (under torchrun, once: see ``errors.error_prefix``)."""
+    prefix = error_prefix(exc)
+    if prefix is not None:
+        click.echo(prefix + text, err=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning user errors into one-line messages and exit codes."""
     try:
         cli.main(args=argv, prog_name="autocolor", standalone_mode=False)
     except click.UsageError as exc:
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""  # path starts with 'autocolor'
-        click.echo(f"autocolor: error: {exc.format_message()}{hint}", err=True)
+        _error(exc, f"{exc.format_message()}{hint}")
         return 2
     except click.exceptions.Abort:
         click.echo("autocolor: aborted", err=True)
         return 130
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except KeyboardInterrupt:
-        click.echo("autocolor: interrupted", err=True)
+    except KeyboardInterrupt as exc:
+        if error_prefix(exc) is not None:  # under torchrun every rank gets the Ctrl-C: rank 0 says so
+            click.echo("autocolor: interrupted", err=True)
         return 130
     except AutocolorError as exc:
-        click.echo(f"autocolor: error: {exc}", err=True)
-        code = getattr(exc, "exit_code", 1)
-        return code
+        _error(exc, str(exc))
+        return getattr(exc, "exit_code", 1)
     except click.ClickException as exc:
-        click.echo(f"autocolor: error: {exc.format_message()}", err=True)
+        _error(exc, exc.format_message())
         return exc.exit_code
     except OSError as exc:  # e.g. an output path under a file, a full disk: one line, not a traceback
-        click.echo(f"autocolor: error: {exc}", err=True)
+        _error(exc, str(exc))
         return 1
     return 0
 

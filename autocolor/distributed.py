@@ -52,9 +52,11 @@ def env_info() -> DistInfo:
         rank = int(os.environ.get("RANK", "0"))
         local = int(os.environ.get("LOCAL_RANK", str(rank)))
     except ValueError as exc:
-        raise AutocolorError(f"bad torchrun environment (RANK/WORLD_SIZE/LOCAL_RANK): {exc}") from None
+        raise AutocolorError(f"bad torchrun environment (RANK/WORLD_SIZE/LOCAL_RANK): {exc}",
+                             rank_local=True) from None
     if world < 1 or not 0 <= rank < world:
-        raise AutocolorError(f"bad torchrun environment: RANK={rank}, WORLD_SIZE={world}")
+        raise AutocolorError(f"bad torchrun environment: RANK={rank}, WORLD_SIZE={world}",
+                             rank_local=True)
     return DistInfo(rank, world, local)
 
 
@@ -70,7 +72,7 @@ def setup(device: str = "auto") -> tuple[DistInfo, torch.device]:
     if dev.type == "cuda":
         if info.local_rank >= torch.cuda.device_count():
             raise AutocolorError(f"LOCAL_RANK {info.local_rank} but only {torch.cuda.device_count()} GPU(s) here; "
-                                 f"use --nproc-per-node <= the number of GPUs")
+                                 f"use --nproc-per-node <= the number of GPUs", rank_local=True)
         dev = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(dev)
     if not dist.is_initialized():

@@ -3,13 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 
 class AutocolorError(Exception):
-    """An error the user can fix (bad path, missing dataset, bad flag value)."""
+    """An error the user can fix (bad path, missing dataset, bad flag value).
+
+    ``rank_local=True`` marks an error that one torchrun rank can hit alone (its GPU, its share of the data):
+    see ``error_prefix``."""
+
+    def __init__(self, *args: object, rank_local: bool = False) -> None:
+        super().__init__(*args)
+        self.rank_local = rank_local
+
+
+def error_prefix(exc: BaseException, prog: str = "autocolor") -> str | None:
+    """How the CLI starts the line for ``exc``, or None when this process should stay quiet.
+
+    Under torchrun every rank runs the same command, so flags, settings and errors passed on from rank 0 fail on
+    every rank alike: rank 0 alone prints those. Another rank prints only what may be its own (an error marked
+    ``rank_local``, or an OSError), naming itself."""
+    try:
+        rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        rank, world = 0, 1
+    if world <= 1 or rank == 0:
+        return f"{prog}: error: "
+    if getattr(exc, "rank_local", False) or (isinstance(exc, OSError) and not isinstance(exc, AutocolorError)):
+        return f"{prog}: error (rank {rank}): "
+    return None
 
 
 def first_line(exc: BaseException) -> str:
@@ -28,10 +53,13 @@ def run_main(main: Callable[[], object], prog: str | None = None) -> None:
     try:
         main()
     except (AutocolorError, OSError) as exc:
-        text = str(exc).strip() or type(exc).__name__
-        sys.exit(f"{prog}: error: {text}")
-    except KeyboardInterrupt:
-        print(f"\n{prog}: interrupted", file=sys.stderr)
+        prefix = error_prefix(exc, prog)
+        if prefix is not None:
+            print(prefix + (str(exc).strip() or type(exc).__name__), file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", 1))
+    except KeyboardInterrupt as exc:
+        if error_prefix(exc, prog) is not None:
+            print(f"\n{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
 
 

@@ -157,7 +157,8 @@ def _data_failed(exc: BaseException, info: ddp.DistInfo, out: Path, epoch: int, 
                               f"checkpoint saved at step {step} in {out}, continue with --resume")
     kept = (f"the last epoch's checkpoint in {out} is kept, continue with --resume" if (out / CHECKPOINT).is_file()
             else "no checkpoint was saved yet")
-    return AutocolorError(f"reading the training images failed at epoch {epoch + 1}, step {step}: {why}; {kept}")
+    return AutocolorError(f"reading the training images failed at epoch {epoch + 1}, step {step}: {why}; {kept}",
+                          rank_local=True)
 
 
 def _val_batches(val, info: ddp.DistInfo):

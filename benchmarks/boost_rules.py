@@ -25,7 +25,7 @@ from tqdm import tqdm
 from autocolor.classifier import accuracy, classifier_at
 from autocolor.colour import grey_rgb, lab_from, to_uint8
 from autocolor.data import load_split
-from autocolor.errors import positive_int, run_main
+from autocolor.errors import AutocolorError, positive_int, run_main
 from autocolor.inference import predict_all
 from autocolor.metrics import colourfulness, psnr
 from autocolor.runtime import pick_device, pick_precision
@@ -58,7 +58,7 @@ class Split:
     def __init__(self, spec: str, images: torch.Tensor, labels: torch.Tensor, clf) -> None:
         self.model, self.card = load_model(spec, "cpu", fuse=True)
         if self.card["architecture"] != "vivid-ensemble":
-            raise SystemExit(f"{spec}: a {self.card['architecture']} model; this script compares the boost rules "
+            raise AutocolorError(f"{spec}: a {self.card['architecture']} model; this script compares the boost rules "
                              "of a vivid-ensemble")
         self.images, self.labels, self.clf = images, labels, clf
         precision = pick_precision("auto", pick_device("cpu"))

@@ -22,7 +22,7 @@ import torch
 
 from autocolor.colour import lab_from, to_uint8
 from autocolor.data import load_split
-from autocolor.errors import run_main
+from autocolor.errors import AutocolorError, run_main
 from autocolor.metrics import psnr, ssim
 from autocolor.runtime import pick_device, pick_precision
 from autocolor.weights import load_model
@@ -35,7 +35,7 @@ def chroma(run: str, images: torch.Tensor, precision: str, views: dict) -> tuple
     """(L, predicted a*b*) of the a*b* model ``run`` on ``images``, with test-time ``views`` overriding its card's."""
     model, card = load_model(run, fuse=True, overrides=views)
     if model.output != "ab":
-        raise SystemExit(f"{run}: a {card['architecture']} model; this script averages a*b* regressions only")
+        raise AutocolorError(f"{run}: a {card['architecture']} model; this script averages a*b* regressions only")
     return chroma_all(model, images, precision, desc=Path(run).name)
 
 

@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import forward_flops, interleave, median, write_json  # noqa: E402
 
-from autocolor.errors import run_main  # noqa: E402
+from autocolor.errors import AutocolorError, run_main  # noqa: E402
 from autocolor.fuse import fuse_for_inference  # noqa: E402
 from autocolor.models import build  # noqa: E402
 from autocolor.runtime import autocast  # noqa: E402
@@ -92,7 +92,7 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if not torch.cuda.is_available():
-        sys.exit("gpu_throughput.py needs a CUDA GPU")
+        raise AutocolorError("this benchmark needs a CUDA GPU")
     torch.backends.cudnn.benchmark = True
     rounds = args.rounds or (2 if args.quick else 5)
     name = torch.cuda.get_device_name(0)

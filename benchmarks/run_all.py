@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import ROOT, load  # noqa: E402
 
-from autocolor.errors import run_main  # noqa: E402
+from autocolor.errors import AutocolorError, run_main  # noqa: E402
 
 SCRIPTS = ["train_throughput.py", "infer_throughput.py", "photo_1mp.py"]
 
@@ -49,7 +49,10 @@ def run(script: str, quick: bool, folder: Path, env: dict[str, str], threads: in
     shown = shlex.join(["python", f"benchmarks/{script}", *cmd[2:]]).replace(f"{ROOT}/", "")
     print(f"$ {shown}", flush=True)
     started = _now()
-    subprocess.run(cmd, check=True, cwd=ROOT, env=env)
+    code = subprocess.run(cmd, cwd=ROOT, env=env).returncode
+    if code:  # the script printed its own error above; RESULTS.md is left as it was
+        raise AutocolorError(f"{script} failed (exit status {code}); nothing was rendered" if code > 0
+                             else f"{script} was stopped by signal {-code}; nothing was rendered")
     res = stamped(json.loads(out.read_text()), started, shown)
     out.write_text(json.dumps(res, indent=2) + "\n")
     return res

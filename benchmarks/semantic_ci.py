@@ -54,13 +54,10 @@ def main() -> None:
     ap.add_argument("--data", default=None)
     ap.add_argument("--classifier", default=None, help="classifier .safetensors (default: the bundled one)")
     args = ap.parse_args()
-    try:
-        clf = classifier_at(args.classifier)
-        split = load_split(args.split, args.data)
-    except AutocolorError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    clf = classifier_at(args.classifier)
+    split = load_split(args.split, args.data)
     if clf is None:
-        raise SystemExit("error: the bundled classifier is missing (autocolor/bundled/instruments/)")
+        raise AutocolorError("the bundled classifier is missing (autocolor/bundled/instruments/)")
     device = pick_device("auto")
     precision = pick_precision("auto", device)
     draws = torch.randint(len(split.images), (args.resamples, len(split.images)),

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from autocolor.colour import lab_and_input, to_float
 from autocolor.data import epoch_batches, load_split
-from autocolor.errors import run_main
+from autocolor.errors import AutocolorError, run_main
 from autocolor.evaluate import evaluate
 from autocolor.weights import load_model, save_model
 
@@ -62,7 +62,7 @@ def main() -> None:
     ap.add_argument("--data", default=None)
     args = ap.parse_args()
     if args.steps < 1:
-        raise SystemExit("error: --steps must be at least 1")
+        raise AutocolorError("--steps must be at least 1")
     train = load_split("train", args.data)
     kw = {"split": "val", "data": args.data, "device": "cpu", "progress": False}
     base = evaluate(args.model, **kw)

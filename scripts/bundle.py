@@ -13,7 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
-from autocolor.errors import run_main
+from autocolor.errors import AutocolorError, run_main
 from autocolor.train import _replay_command
 from autocolor.weights import BUNDLED, load_card, resolve, write_card
 
@@ -35,7 +35,7 @@ def bundle(run: str, name: str, heldout: str | None = None) -> Path:
         twin_weights = resolve(heldout)
         twin = load_card(twin_weights)
         if twin["training"].get("final_fit"):
-            raise SystemExit(f"--heldout {heldout} is itself a final fit")
+            raise AutocolorError(f"--heldout {heldout} is itself a final fit")
         card["training"]["heldout_run"] = {
             "command": _replay_command(twin["training"]["command"]), "data": twin["training"]["data"],
             "seconds": twin["training"]["seconds"], "validation": twin["metrics"]["validation"],

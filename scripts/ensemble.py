@@ -16,7 +16,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from autocolor.errors import run_main
+from autocolor.errors import AutocolorError, run_main
 from autocolor.models import build
 from autocolor.weights import load_card, load_model, resolve, save_model
 
@@ -32,7 +32,7 @@ def assemble(out: str, vivid: list[str], fidelity: list[str] | None = None, fide
         for spec in runs[role]:
             card = load_card(resolve(spec))
             if card["architecture"] != arch:
-                raise SystemExit(f"{spec}: a {role} member must be {arch}, not {card['architecture']}")
+                raise AutocolorError(f"{spec}: a {role} member must be {arch}, not {card['architecture']}")
             configs[role].append(card["config"])
             members.append({"role": role, "source": str(spec), **card})
     model = build("vivid-ensemble", vivid=configs["vivid"], fidelity=configs["fidelity"],

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 
+import pytest
 from conftest import REPO, load_script
+
+from autocolor.errors import AutocolorError
 
 
 def _results() -> list[dict]:
@@ -38,3 +42,11 @@ def test_gpu_batch_gain_is_computed_from_the_rows(tmp_path):
     (tmp_path / "gpu_throughput.json").write_text(json.dumps(gpu))
     text = "\n".join(bench.gpu_markdown(tmp_path))
     assert "batch 1024 runs 3.7-5.4x more images per second" in text
+
+
+def test_run_all_names_a_failed_script_instead_of_a_traceback(tmp_path, monkeypatch):
+    bench = load_script("benchmarks/run_all.py")
+    (tmp_path / "fails.py").write_text("import sys\nsys.exit('fails.py: error: no data')\n")
+    monkeypatch.setattr(bench, "HERE", tmp_path)
+    with pytest.raises(AutocolorError, match=r"^fails\.py failed \(exit status 1\); nothing was rendered$"):
+        bench.run("fails.py", quick=True, folder=tmp_path / "out", env=dict(os.environ), threads=None)

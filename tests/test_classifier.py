@@ -180,5 +180,5 @@ def test_semantic_ci_scores_with_the_given_classifier(tmp_path, fake_cifar, monk
     assert float(row[5]) == round(ref["grey_baseline"]["semantic_accuracy"], 4)
     assert float(row[5]) != round(bundled["grey_baseline"]["semantic_accuracy"], 4)  # the flag changed the instrument
     monkeypatch.setattr("sys.argv", [*argv, "--classifier", str(tmp_path / "missing.safetensors")])
-    with pytest.raises(SystemExit, match="no classifier at"):
+    with pytest.raises(AutocolorError, match="no classifier at"):
         bench.main()

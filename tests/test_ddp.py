@@ -200,3 +200,41 @@ def test_global_batch_must_split_evenly(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("RANK", "0")
     assert main(["train", "--batch-size", "63", "--out", str(tmp_path / "odd")]) == 1
     assert "must be divisible by the 2 processes" in capsys.readouterr().err
+
+
+def test_other_ranks_leave_shared_errors_to_rank_zero(monkeypatch, tmp_path, capsys):
+    from autocolor.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")  # every rank hits a bad flag alike: rank 0 prints it, rank 1 only exits
+    assert main(["train", "--batch-size", "63", "--out", str(tmp_path / "odd")]) == 1
+    assert main(["train", "--no-such-flag"]) == 2
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("RANK", "0")
+    assert main(["train", "--no-such-flag"]) == 2
+    assert capsys.readouterr().err.startswith("autocolor: error: No such option")
+
+
+def test_rank_local_errors_name_their_rank(monkeypatch, capsys):
+    from autocolor import cli
+    from autocolor.errors import AutocolorError
+
+    def fail(exc):
+        def command(*args, **kwargs):
+            raise exc
+        return command
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setattr(cli.cli, "main", fail(AutocolorError("its GPU is missing", rank_local=True)))
+    assert cli.main([]) == 1
+    monkeypatch.setattr(cli.cli, "main", fail(PermissionError(13, "Permission denied", "/data/x")))
+    assert cli.main([]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "autocolor: error (rank 1): its GPU is missing",
+        "autocolor: error (rank 1): [Errno 13] Permission denied: '/data/x'"]
+
+
+def test_torchrun_prints_a_bad_flag_once():
+    res = _run(["--no-such-flag"], 2, expect=1)  # torchrun's own exit status for a failed rank
+    assert res.stderr.count("autocolor: error: No such option") == 1, res.stderr

@@ -139,7 +139,7 @@ def test_card_names_every_member_and_sums_their_seconds(tmp_path):
 
 def test_wrong_members_and_training_are_refused(tmp_path):
     vivid, fidelity = _runs(tmp_path, 1, 1)
-    with pytest.raises(SystemExit, match="must be unet-vivid"):
+    with pytest.raises(AutocolorError, match="must be unet-vivid"):
         ensemble_script.assemble(str(tmp_path / "e.safetensors"), fidelity)
     with pytest.raises(ValueError, match="fidelity_weight"):
         build("vivid-ensemble", vivid=[{}], fidelity_weight=0.5)
@@ -261,5 +261,5 @@ def test_boost_rules_compare_at_the_cards_colourfulness(tmp_path, fake_cifar, mo
     assert float(rows["boost, cap 1"][4]) < target  # a cap of 1 is no boost: that colour is out of its reach
     assert rows["boost, cap 1"][2].strip() == "strength 0.20000"
     monkeypatch.setattr("sys.argv", ["boost_rules.py", "--model", vivid[0], "--data", str(fake_cifar)])
-    with pytest.raises(SystemExit, match="vivid-ensemble"):
+    with pytest.raises(AutocolorError, match="vivid-ensemble"):
         bench.main()

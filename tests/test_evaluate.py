@@ -12,6 +12,7 @@ import torch
 
 from autocolor import cli, data, metrics, models, weights
 from autocolor.colour import grey_rgb, greyscale, to_float, to_uint8
+from autocolor.errors import AutocolorError
 
 PNG = b"\x89PNG\r\n\x1a\n"
 KEYS = ("psnr", "ssim", "colorfulness", "delta_colorfulness")
@@ -279,5 +280,5 @@ def test_ensemble_rows_are_evaluates_and_the_mean_differs(tmp_path, fake_cifar, 
     seed = weights.save_model(models.build("unet-vivid", widths=(8, 16)).eval(), tmp_path / "v.safetensors",
                               {"name": "v"})
     monkeypatch.setattr("sys.argv", ["ensemble.py", str(seed), "--data", str(fake_cifar)])
-    with pytest.raises(SystemExit, match="a\\*b\\* regressions only"):
+    with pytest.raises(AutocolorError, match="a\\*b\\* regressions only"):
         bench.main()

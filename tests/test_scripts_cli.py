@@ -42,14 +42,31 @@ def test_run_main_turns_user_errors_into_one_line(capsys):
 
     with pytest.raises(SystemExit) as exc:
         run_main(bad, "tool.py")
-    assert exc.value.code == "tool.py: error: no trained model 'x'"
+    assert exc.value.code == 1
+    assert capsys.readouterr().err == "tool.py: error: no trained model 'x'\n"
 
     def missing_file():
         open("/nonexistent/folder/file.txt")
 
     with pytest.raises(SystemExit) as exc:
         run_main(missing_file, "tool.py")
-    assert exc.value.code.startswith("tool.py: error: [Errno 2] No such file or directory")
+    assert exc.value.code == 1
+    assert capsys.readouterr().err.startswith("tool.py: error: [Errno 2] No such file or directory")
+
+
+def test_run_main_under_torchrun_prints_shared_errors_on_rank_zero_only(capsys, monkeypatch):
+    def bad():
+        raise AutocolorError("no trained model 'x'")
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(SystemExit) as exc:
+        run_main(bad, "tool.py")
+    assert exc.value.code == 1 and capsys.readouterr().err == ""
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(SystemExit):
+        run_main(bad, "tool.py")
+    assert capsys.readouterr().err == "tool.py: error: no trained model 'x'\n"
 
 
 def test_run_main_interrupt_exits_130_and_success_returns(capsys, monkeypatch):
@@ -63,8 +80,9 @@ def test_run_main_interrupt_exits_130_and_success_returns(capsys, monkeypatch):
     calls = []
     assert run_main(lambda: calls.append(1)) is None and calls == [1]
     monkeypatch.setattr(sys, "argv", ["/some/where/script.py"])
-    with pytest.raises(SystemExit, match=r"^script\.py: error: boom$"):  # prog defaults to the script's name
+    with pytest.raises(SystemExit):
         run_main(lambda: (_ for _ in ()).throw(AutocolorError("boom")))
+    assert capsys.readouterr().err == "script.py: error: boom\n"  # prog defaults to the script's name
 
 
 def test_run_main_leaves_bugs_alone():

@@ -281,7 +281,7 @@ def test_bundle_final_fit_carries_its_heldout_twin(tmp_path, straight, monkeypat
     twin = card["training"]["heldout_run"]
     assert [h["epoch"] for h in twin["history"]] == [1, 2] and "held out for validation" in twin["data"]
     _assert_identical(load_file(str(dst)), _weights(final))
-    with pytest.raises(SystemExit, match="itself a final fit"):
+    with pytest.raises(AutocolorError, match="itself a final fit"):
         bundle.bundle(str(final), "other", heldout=str(final))
 
 
