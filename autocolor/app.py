@@ -25,6 +25,7 @@ from autocolor.imageio import DEFAULT_MAX_PIXELS, write_image  # noqa: E402
 
 DEFAULT_UPLOAD_MB = 20.0
 KEEP_S = 3600  # results stay downloadable this long; older ones (ours and Gradio's cache) are deleted
+DEFAULT_KEEP_MB = 2000.0  # and the results folder holds at most this much: the oldest results go first
 PREVIEW_SIDE = 2048  # the page shows images at most this long a side; the download is full size
 
 
@@ -33,17 +34,40 @@ def _error(message: str) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
-def prune(folder: Path, max_age_s: float) -> int:
-    """Delete the entries of ``folder`` last changed more than ``max_age_s`` seconds ago; returns how many."""
-    cutoff, removed = time.time() - max_age_s, 0
+def prune(folder: Path, max_age_s: float, max_bytes: float | None = None) -> int:
+    """Delete the entries of ``folder`` last changed more than ``max_age_s`` seconds ago, then, oldest first, as many
+    more as it takes to bring the folder within ``max_bytes``; returns how many entries were deleted."""
+    cutoff, removed, kept = time.time() - max_age_s, 0, []
     for entry in folder.iterdir():
         try:
             if entry.stat().st_mtime < cutoff:
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+                _remove(entry)
                 removed += 1
+            else:
+                kept.append((entry.stat().st_mtime, _bytes(entry), entry))
         except OSError:  # gone already, or in use by a parallel request: the next prune tries again
             pass
+    total = sum(size for _, size, _ in kept)
+    for _, size, entry in sorted(kept, key=lambda k: k[0]):
+        if max_bytes is None or total <= max_bytes:
+            break
+        try:
+            _remove(entry)
+            removed, total = removed + 1, total - size
+        except OSError:
+            pass
     return removed
+
+
+def _remove(entry: Path) -> None:
+    shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+
+
+def _bytes(entry: Path) -> int:
+    """Bytes in a file, or in the files of a result's folder."""
+    if not entry.is_dir():
+        return entry.lstat().st_size
+    return sum(f.lstat().st_size for f in entry.rglob("*") if not f.is_dir())
 
 
 def _shown_size(width: int, height: int) -> tuple[int, int]:
@@ -110,8 +134,10 @@ def _check(specs: list[str], device: str) -> None:
 
 
 def build_app(models: list[str] | None = None, max_upload_mb: float = DEFAULT_UPLOAD_MB,
-              max_pixels: int = DEFAULT_MAX_PIXELS, device: str = "auto") -> gr.Blocks:
-    """The Gradio Blocks app offering ``models`` (bundled names, run folders or weights files)."""
+              max_pixels: int = DEFAULT_MAX_PIXELS, device: str = "auto",
+              keep_mb: float = DEFAULT_KEEP_MB) -> gr.Blocks:
+    """The Gradio Blocks app offering ``models`` (bundled names, run folders or weights files). Results are kept
+    for an hour, and within ``keep_mb`` megabytes (the oldest are deleted first)."""
     specs = [str(m) for m in (models or default_models())]
     _check(specs, device)
     cache = _Models(specs, device, max_pixels)
@@ -143,7 +169,7 @@ def build_app(models: list[str] | None = None, max_upload_mb: float = DEFAULT_UP
         stem = (path.stem or "photo")[:100]  # Gradio shortens long cached names, which would drop "-colorized"
         try:
             outdir.mkdir(parents=True, exist_ok=True)  # a /tmp cleaner may have removed it
-            prune(outdir, KEEP_S)
+            prune(outdir, KEEP_S, keep_mb * 1e6)
             out = write_image(result, Path(tempfile.mkdtemp(dir=outdir)) / f"{stem}-colorized.png")
         except (OSError, AutocolorError) as exc:
             raise _error(f"{name}: the result could not be saved on the server ({exc})") from None

@@ -334,8 +334,10 @@ def demo(output, model, device) -> None:
               help="Refuse uploads with more pixels [default: 64000000].")
 @click.option("--model", "models", multiple=True, metavar="NAME|RUN_DIR|FILE",
               help="Models to offer (repeatable; default: the bundled ones).")
+@click.option("--keep-mb", type=click.FloatRange(0, min_open=True), default=2000.0, show_default=True,
+              help="Results kept for download: at most this many MB (the oldest go first), for at most an hour.")
 @DEVICE
-def serve(host, port, max_upload_mb, max_pixels, models, device) -> None:
+def serve(host, port, max_upload_mb, max_pixels, models, keep_mb, device) -> None:
     """Run the web app (Gradio): upload a photo, pick a model and saturation, download the result."""
     try:
         from autocolor.app import build_app, launch
@@ -347,7 +349,7 @@ def serve(host, port, max_upload_mb, max_pixels, models, device) -> None:
         click.echo(f"autocolor: warning: serving on {host}: anyone who can reach this machine can use the app (no "
                    "login); keep --max-pixels and --max-upload-mb low", err=True)
     app = build_app(models=list(models) or None, max_upload_mb=max_upload_mb,
-                    max_pixels=max_pixels or DEFAULT_MAX_PIXELS, device=device)
+                    max_pixels=max_pixels or DEFAULT_MAX_PIXELS, device=device, keep_mb=keep_mb)
     launch(app, host=host, port=port, max_upload_mb=max_upload_mb)
 
 

@@ -125,6 +125,25 @@ def test_prune_deletes_only_old_results(tmp_path: Path) -> None:
     assert not old.exists() and (new / "photo-colorized.png").exists()
 
 
+def test_prune_keeps_the_results_folder_within_its_byte_cap(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from autocolor.app import prune
+
+    now = time.time()
+    for i in range(4):  # four recent results of 300 bytes, result0 the oldest
+        d = tmp_path / f"result{i}"
+        d.mkdir()
+        (d / "photo-colorized.png").write_bytes(b"x" * 300)
+        os.utime(d, (now - 100 + i, now - 100 + i))
+    assert prune(tmp_path, 3600, max_bytes=1000) == 1  # 1200 bytes: the oldest goes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result1", "result2", "result3"]
+    assert prune(tmp_path, 3600, max_bytes=600) == 1
+    assert prune(tmp_path, 3600, max_bytes=None) == 0 and prune(tmp_path, 3600, max_bytes=600) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result2", "result3"]
+
+
 def test_previews_are_shown_small_and_oom_is_recognised() -> None:
     from autocolor import app as app_mod
     from autocolor.imageio import Photo
