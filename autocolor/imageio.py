@@ -311,16 +311,18 @@ def _subfolders(found_under: dict[Path, Path], bases: set[Path]) -> dict[Path, P
 def plan_outputs(inputs: list[Path], outdir: Path, fmt: str,
                  subfolders: dict[Path, Path] | None = None) -> list[Path]:
     """OUTDIR/<stem>.<fmt> per input (OUTDIR/<sub-folder>/<stem>.<fmt> for inputs in ``subfolders``, which keeps
-    a folder's tree); repeated names get ``-1``, ``-2``... so no two inputs share an output, and no output is one
-    of the inputs (``photo.jpg`` and ``photo.png`` colorized into their own folder)."""
-    used: set[str] = set()
+    a folder's tree); repeated names get ``-1``, ``-2``... so no two inputs share an output, no output is one
+    of the inputs (``photo.jpg`` and ``photo.png`` colorized into their own folder), and no output file takes the
+    name of a kept sub-folder or of a folder already there."""
+    folders = [outdir / (subfolders or {}).get(p, Path()) for p in inputs]
+    used = {str(parent).lower() for f in folders for parent in (f, *f.parents)}  # names the kept tree needs
     inputs_at = {p.resolve() for p in inputs}
     outs = []
-    for p in inputs:
-        folder = outdir / (subfolders or {}).get(p, Path())
+    for p, folder in zip(inputs, folders, strict=True):
         stem, n = p.stem or "image", 0
         name = f"{stem}.{fmt}"
-        while str(folder / name).lower() in used or (folder / name).resolve() in inputs_at:
+        while (str(folder / name).lower() in used or (folder / name).resolve() in inputs_at
+               or (folder / name).is_dir()):
             n += 1
             name = f"{stem}-{n}.{fmt}"
         used.add(str(folder / name).lower())

@@ -214,6 +214,15 @@ def test_plan_outputs_distinct_names(tmp_path: Path) -> None:
     assert len({o.name.lower() for o in outs}) == len(outs)
 
 
+def test_plan_outputs_leave_kept_folder_names_and_existing_folders_alone(tmp_path: Path) -> None:
+    ins = [Path("in/x.jpg"), Path("in/x.png/photo.jpg"), Path("in/y.jpg")]  # a folder named like x.jpg's output
+    out = tmp_path / "out"
+    (out / "y.png").mkdir(parents=True)  # a folder already in OUTDIR, named like y.jpg's output
+    outs = plan_outputs(ins, out, "png", {ins[1]: Path("x.png")})
+    assert outs == [out / "x-1.png", out / "x.png" / "photo.png", out / "y-1.png"]
+    assert plan_outputs(ins, out, "png") == [out / "x.png", out / "photo.png", out / "y-1.png"]
+
+
 def test_write_refuses_overwrite(tmp_path: Path) -> None:
     path = tmp_path / "o.png"
     img = Image.new("RGB", (4, 4), (10, 20, 30))
