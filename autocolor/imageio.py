@@ -251,8 +251,8 @@ def expand_inputs(specs: list[str], exclude: str | os.PathLike | None = None,
                 add(Path(f), True, base if base is not None else p)
             return
         r = p.resolve()
-        if from_folder and skip is not None and r.is_relative_to(skip):
-            return
+        if from_folder and skip is not None and r.is_relative_to(skip) and skip.is_relative_to(base.resolve()):
+            return  # found under OUTDIR, which is the folder argument or inside it: an output, not a photo
         if r not in seen:
             seen.add(r)
             out.append(p)
@@ -268,6 +268,7 @@ def expand_inputs(specs: list[str], exclude: str | os.PathLike | None = None,
             matches = [m for m in matches if m.is_dir() or m.suffix.lower() in IMAGE_EXTS]
             if not matches:
                 errors.append(f"{spec}: no image files match")
+                continue  # and its folder does not take part in --keep-folders' tree
             bases.add(_glob_root(spec))
             for m in matches:
                 add(m, True, _glob_root(spec))
@@ -291,10 +292,19 @@ def _glob_root(spec: str) -> Path:
 def _subfolders(found_under: dict[Path, Path], bases: set[Path]) -> dict[Path, Path]:
     """Each file's sub-folder for ``--keep-folders``: measured on real paths from the outermost folder argument
     that holds it (a link to a sibling folder keeps that folder's name; nested arguments do not re-root files);
-    under several such roots, each root's own name comes first, so same-named sub-folders do not merge."""
+    under several such roots, each root's own name comes first (``-N`` when two roots share one), so same-named
+    sub-folders do not merge."""
     roots = sorted({b.resolve() for b in bases}, key=lambda b: len(b.parts))
     outermost = [b for i, b in enumerate(roots) if not any(b.is_relative_to(a) for a in roots[:i])]
     named = len({b for b in outermost if any(p.resolve().is_relative_to(b) for p in found_under)}) > 1
+    names, used = {}, set()
+    for b in sorted(outermost):  # two roots called photos/ become photos/ and photos-1/
+        name, n = b.name or "root", 0
+        while name.lower() in used:
+            n += 1
+            name = f"{b.name or 'root'}-{n}"
+        names[b] = name
+        used.add(name.lower())
     result = {}
     for p, base in found_under.items():
         real = p.resolve()
@@ -304,7 +314,7 @@ def _subfolders(found_under: dict[Path, Path], bases: set[Path]) -> dict[Path, P
             holder = next(b for b in outermost if base.resolve().is_relative_to(b))
         else:
             sub = real.parent.relative_to(holder)
-        result[p] = Path(holder.name) / sub if named else sub
+        result[p] = Path(names[holder]) / sub if named else sub
     return result
 
 

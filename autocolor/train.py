@@ -375,6 +375,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     if cfg.batch_size % world:  # checked before joining the group, so every rank fails at once
         raise AutocolorError(f"--batch-size {cfg.batch_size} is the global batch and must be divisible by the "
                              f"{world} processes")
+    for flag, folder in (("--images", cfg.images), ("--val-images", cfg.val_images)):
+        if folder and Path(cfg.out).expanduser().resolve() == Path(folder).expanduser().resolve():
+            raise AutocolorError(f"--out {cfg.out} is the {flag} folder: the run's sample sheets would be read as "
+                                 f"photos; give another --out (a folder inside the photos is left out of them)")
     info, device = ddp.setup(cfg.device)
     try:
         return _train(cfg, log if info.is_main else _quiet, info, device)

@@ -595,3 +595,33 @@ def test_keep_folders_with_links_globs_and_several_folders(model_path: Path, tmp
     # a glob is measured from its fixed folder; several roots keep their own names, so trip/ folders do not merge
     assert tree([str(tmp_path / "photos" / "*")], "o3") == ["a/x.png", "b/x.png"]
     assert tree([str(tmp_path / "2019"), str(tmp_path / "2020")], "o4") == ["2019/trip/t.png", "2020/trip/t.png"]
+
+
+def test_keep_folders_same_named_roots_and_unmatched_globs(tmp_path: Path, monkeypatch) -> None:
+    from autocolor.imageio import expand_inputs, plan_outputs
+
+    for rel in ("2019/photos/trip/t.png", "2020/photos/trip/t.png", "photos/x.png", "photos/a/y.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(ramp(), "L").save(tmp_path / rel)
+    monkeypatch.chdir(tmp_path)
+
+    def tree(args: list[str]) -> list[str]:
+        sub: dict = {}
+        files, _ = expand_inputs(args, exclude="OUT", subfolders=sub)
+        return [str(o) for o in plan_outputs(files, Path("OUT"), "png", sub)]
+
+    # two roots named photos/ keep apart (photos/, photos-1/) instead of merging into one trip/ folder
+    assert tree(["2019/photos", "2020/photos"]) == ["OUT/photos/trip/t.png", "OUT/photos-1/trip/t.png"]
+    # a glob that matches nothing does not move the folder argument's files under the current folder's name
+    assert tree(["photos", "*.jpg"]) == tree(["photos"]) == ["OUT/a/y.png", "OUT/x.png"]
+
+
+def test_output_folder_above_the_photos_still_finds_them(model_path: Path, tmp_path: Path, monkeypatch,
+                                                         capsys) -> None:
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(ramp(), "L").save(tmp_path / "photos" / "x.jpg")
+    monkeypatch.chdir(tmp_path)
+    assert main(["colorize", "photos", "-o", ".", "--model", str(model_path)]) == 0
+    assert capsys.readouterr().out.split() == ["x.png"] and (tmp_path / "x.png").is_file()
+    assert main(["colorize", "photos", "-o", "photos", "--model", str(model_path)]) == 1  # OUTDIR = the folder
+    assert "images under -o photos are outputs and are skipped" in capsys.readouterr().err

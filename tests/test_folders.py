@@ -215,6 +215,16 @@ def test_out_at_or_above_the_photos_is_not_excluded(tmp_path):
     assert list_images(root, exclude=root) == plain and list_images(root, exclude=tmp_path) == plain
 
 
+def test_train_refuses_out_equal_to_the_photo_folder(tmp_path, capsys):
+    root = make_folder(tmp_path / "photos", n=4)
+    val = make_folder(tmp_path / "val", n=2)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    for out, flag in ((root, "--images"), (tmp_path / "photos" / ".." / "val", "--val-images")):
+        assert main(["train", "--images", str(root), "--val-images", str(val), "--out", str(out)]) == 1
+        assert f"is the {flag} folder" in capsys.readouterr().err
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing was written into the photos
+
+
 def test_folder_inputs_keep_folder_by_folder_order(tmp_path):
     """`Summer/` before `Summer 2020/`, as Path sorting gave (output names -N follow this order)."""
     for folder in ("Summer", "Summer 2020"):
