@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +29,7 @@ from torch import nn
 
 from autocolor.colour import rgb_to_lab
 from autocolor.errors import AutocolorError
+from autocolor.files import atomic_write_bytes
 
 if TYPE_CHECKING:
     from autocolor.colorize import Colorizer
@@ -70,7 +72,17 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, size: int = 32, opset
         raise AutocolorError(f"opset {opset}: this torch exports opsets {OPSET} to {newest}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")  # traced and checked here; ``path`` is replaced only at the end
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)  # traced and checked here, one per export; ``path`` is replaced only at the end
+    try:
+        return _export_into(model, path, tmp, size, opset, card, onnx)
+    finally:
+        tmp.unlink(missing_ok=True)  # after a failure (or a Ctrl-C) nothing is left beside ``path``
+
+
+def _export_into(model: nn.Module, path: Path, tmp: Path, size: int, opset: int, card: dict | None, onnx) -> Path:
+    multiple = int(model.size_multiple)  # (checked by export_onnx)
     graph = _ChromaGraph(copy.deepcopy(model)).to("cpu").float().eval()  # the caller's model is left as it was
     kind = graph.kind
     dummy = torch.rand(1, 1, size, size)
@@ -83,7 +95,6 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, size: int = 32, opset
             proto = onnx.load(str(tmp))
             onnx.checker.check_model(proto)
         except Exception as exc:  # noqa: BLE001 - the exporter's messages carry whole graphs: one line of it
-            tmp.unlink(missing_ok=True)
             lines = [x for x in str(exc).splitlines() if x.strip()]
             raise AutocolorError(f"ONNX export failed: {lines[-1] if lines else type(exc).__name__}") from None
     meta = {"output": kind, "architecture": getattr(model, "arch_name", type(model).__name__),
@@ -94,8 +105,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, size: int = 32, opset
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, str(value)
-    onnx.save(proto, str(tmp))
-    os.replace(tmp, path)
+    atomic_write_bytes(path, proto.SerializeToString())  # with the usual permissions (mkstemp's ``tmp`` is 0600)
     return path
 
 

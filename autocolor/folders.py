@@ -22,7 +22,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from autocolor.errors import AutocolorError
+from autocolor.errors import AutocolorError, first_line
 from autocolor.files import IMAGE_EXTS, image_files
 
 GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
@@ -73,8 +73,9 @@ def list_images(root: str | os.PathLike, exclude: str | os.PathLike | None = Non
 
 
 def _short(exc: BaseException) -> str:
-    msg = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {msg}"[:120] if msg else type(exc).__name__
+    """``Type: first line of the message`` (at most 120 characters), or the bare type without a message."""
+    text = first_line(exc)
+    return text if text == type(exc).__name__ else f"{type(exc).__name__}: {text}"[:120]
 
 
 def check_image(path: str) -> str | None:

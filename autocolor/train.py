@@ -152,7 +152,13 @@ def _data_failed(exc: BaseException, info: ddp.DistInfo, out: Path, epoch: int, 
     lines = [x.strip() for x in str(exc).strip().splitlines() if x.strip()]
     why = lines[-1].split(": ", 1)[-1] if lines and "Traceback" in str(exc) else (lines[0] if lines else repr(exc))
     if not info.enabled:
-        save()
+        try:
+            save()
+        except OSError as err:  # a full disk as well: both causes in the one line
+            kept = ("the last epoch's checkpoint is kept" if (out / CHECKPOINT).is_file()
+                    else "no checkpoint was saved yet")
+            return AutocolorError(f"reading the training images failed at epoch {epoch + 1}, step {step}: {why}; "
+                                  f"saving a checkpoint failed too ({first_line(err)}); {kept}")
         return AutocolorError(f"reading the training images failed at epoch {epoch + 1}, step {step}: {why}; "
                               f"checkpoint saved at step {step} in {out}, continue with --resume")
     kept = (f"the last epoch's checkpoint in {out} is kept, continue with --resume" if (out / CHECKPOINT).is_file()

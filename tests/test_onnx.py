@@ -229,3 +229,16 @@ def test_vivid_decoding_is_in_the_graph(tmp_path, settings):
     if off.any():
         rel = (out[off] - ref[off]).abs() / ref[off].abs().clamp_min(1.0)
         assert rel.max().item() <= 0.05 + 1e-3
+
+
+def test_failed_export_leaves_nothing_and_keeps_the_old_file(tmp_path, monkeypatch):
+    old = tmp_path / "m.onnx"
+    old.write_bytes(b"the previous export")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Exporting the operator 'aten::foo' is not supported\n  graph(%x ...)")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    with pytest.raises(AutocolorError, match="ONNX export failed"):
+        export_onnx(_model("seed-lab"), old)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"] and old.read_bytes() == b"the previous export"

@@ -160,6 +160,31 @@ def test_unreadable_batch_checkpoints_then_resume_completes(tmp_path, straight, 
     _assert_identical(_weights(tmp_path / "run"), _weights(straight))
 
 
+def test_unreadable_batch_on_a_full_disk_names_both_failures(tmp_path, monkeypatch):
+    real, real_save, saves = train_mod.epoch_batches, train_mod._save_checkpoint, []
+
+    def batches_then_fail(*args, **kwargs):
+        for i, batch in enumerate(real(*args, **kwargs)):
+            if kwargs.get("epoch", args[3] if len(args) > 3 else None) == 1 and i == 2:
+                raise AutocolorError("a.png: truncated")
+            yield batch
+
+    def save_once(path, state):
+        saves.append(state["epoch"])
+        if len(saves) > 1:
+            raise OSError(28, "No space left on device")
+        real_save(path, state)
+
+    monkeypatch.setattr(train_mod, "epoch_batches", batches_then_fail)
+    monkeypatch.setattr(train_mod, "_save_checkpoint", save_once)
+    with pytest.raises(AutocolorError) as exc:
+        train(_cfg(tmp_path, "run"), log=lambda *a: None)
+    assert str(exc.value) == ("reading the training images failed at epoch 2, step 2: a.png: truncated; saving a "
+                              "checkpoint failed too ([Errno 28] No space left on device); the last epoch's "
+                              "checkpoint is kept")
+    assert torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)["epoch"] == 1
+
+
 def test_a_finished_or_started_run_is_not_overwritten(tmp_path, straight):
     before = _weights(straight)
     with pytest.raises(AutocolorError, match="already holds a training run; continue it with --resume"):
@@ -240,8 +265,21 @@ def test_resume_errors(tmp_path):
     assert not (tmp_path / "none").exists()  # a run that failed before writing anything leaves no folder
 
 
-def test_interrupted_exit_code_is_130():
-    assert TrainingInterrupted("x").exit_code == 130
+def test_interrupted_training_exits_130_from_the_cli_and_scripts(monkeypatch, capsys, tmp_path):
+    from autocolor import cli
+    from autocolor.errors import run_main
+
+    def stopped(*args, **kwargs):
+        raise TrainingInterrupted("stopped by signal 15; checkpoint saved in run, continue with --resume")
+
+    monkeypatch.setattr(train_mod, "train", stopped)
+    assert cli.main(["train", "--out", str(tmp_path / "run")]) == 130
+    with pytest.raises(SystemExit) as exc:
+        run_main(stopped, "sweep.py")  # a benchmark script that trains
+    assert exc.value.code == 130
+    assert capsys.readouterr().err.splitlines() == [
+        "autocolor: error: stopped by signal 15; checkpoint saved in run, continue with --resume",
+        "sweep.py: error: stopped by signal 15; checkpoint saved in run, continue with --resume"]
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
