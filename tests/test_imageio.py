@@ -245,6 +245,19 @@ def test_max_pixels_above_pillows_own_limit_is_honoured() -> None:
     assert Image.MAX_IMAGE_PIXELS == pillow
 
 
+def test_read_image_opens_what_pillow_alone_calls_a_bomb(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "big.png"
+    Image.new("L", (100, 100), 128).save(path)  # 10,000 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow alone refuses beyond 2,000 (a stand-in for 179 Mpx)
+    with pytest.raises(Image.DecompressionBombError):
+        with Image.open(path) as im:
+            im.load()
+    assert read_image(path, max_pixels=20_000).pixels.shape[:2] == (100, 100)  # --max-pixels raised above it
+    with pytest.raises(ImageError, match="pixels"):
+        read_image(path, max_pixels=5_000)
+    assert Image.MAX_IMAGE_PIXELS == 1000
+
+
 def test_atomic_write_names_the_problem(tmp_path: Path) -> None:
     from autocolor.files import atomic_write_bytes
 
