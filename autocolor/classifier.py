@@ -108,9 +108,9 @@ def data_text(split: str, images: int) -> str:
     return SPLIT_DATA[split].format(n=images, val=VAL_SIZE)
 
 
-def check_out(out: Path) -> Path:
+def check_out(out: Path, overwrite: bool = False) -> Path:
     """Refuse an ``--out`` that could not be written, before any training: a folder, a name without .safetensors,
-    or a parent that is a file or cannot be created."""
+    a parent that is a file or cannot be created, or an existing file without ``overwrite``."""
     out = Path(out)
     for path in (out, out.with_suffix(".json")):
         if path.is_dir():
@@ -124,6 +124,10 @@ def check_out(out: Path) -> Path:
             if not os.access(parent, os.W_OK | os.X_OK):
                 raise AutocolorError(f"--out {out}: cannot write in {parent} (permission denied)")
             break
+    if out.exists() and not overwrite:
+        raise AutocolorError(f"--out {out}: already exists (use --overwrite to replace it"
+                             + ("; it is the bundled classifier every semantic accuracy is measured with)"
+                                if out.resolve() == WEIGHTS.resolve() else ")"))
     return out
 
 
@@ -135,7 +139,7 @@ def save_weights(model: nn.Module, out: Path) -> None:
 
 def train_classifier(epochs: int, out: Path, batch_size: int = 256, lr: float = 0.1, seed: int = 0,
                      data: str | None = None, device: str = "auto", precision: str = "auto",
-                     split: str = "trainval") -> dict:
+                     split: str = "trainval", overwrite: bool = False) -> dict:
     """Train on ``split`` (``train`` keeps the validation images unseen); report test accuracy; save weights + card.
 
     The bundled instrument trains on ``trainval``. One trained on ``train`` scores validation images it has not
@@ -144,7 +148,7 @@ def train_classifier(epochs: int, out: Path, batch_size: int = 256, lr: float = 
         raise ValueError(f"split must be one of {sorted(SPLIT_DATA)}, got {split!r}")
     if epochs < 1:
         raise AutocolorError(f"--epochs {epochs}: train for at least 1 epoch")
-    out = check_out(out)  # before the (long) training, not after it
+    out = check_out(out, overwrite)  # before the (long) training, not after it
     dev = pick_device(device)
     prec = pick_precision(precision, dev)
     torch.manual_seed(seed)
@@ -187,14 +191,17 @@ def train_classifier(epochs: int, out: Path, batch_size: int = 256, lr: float = 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog=PROG, description=__doc__)
     ap.add_argument("--epochs", type=positive_int, default=15)
-    ap.add_argument("--out", type=Path, default=WEIGHTS)
+    ap.add_argument("--out", type=Path, default=Path("runs/classifier/classifier.safetensors"),
+                    help="where the weights go (default: %(default)s; the bundled one is "
+                         "autocolor/bundled/instruments/classifier.safetensors)")
+    ap.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     ap.add_argument("--data", default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--split", choices=sorted(SPLIT_DATA), default="trainval",
                     help="train: leave the validation images out, for a classifier that scores them fairly")
     args = ap.parse_args(argv)
-    print(json.dumps(train_classifier(args.epochs, args.out, seed=args.seed, data=args.data, split=args.split),
-                     indent=2))
+    print(json.dumps(train_classifier(args.epochs, args.out, seed=args.seed, data=args.data, split=args.split,
+                                      overwrite=args.overwrite), indent=2))
 
 
 if __name__ == "__main__":

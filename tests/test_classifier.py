@@ -108,10 +108,13 @@ def test_weights_are_written_atomically(tmp_path, monkeypatch):
     real_fdopen = files_mod.os.fdopen
     monkeypatch.setattr(files_mod.os, "fdopen", lambda fd, mode: DiskFull(real_fdopen(fd, mode)))
     with pytest.raises(OSError, match="No space left"):
-        clf_mod.train_classifier(1, out, batch_size=32, device="cpu")
+        clf_mod.train_classifier(1, out, batch_size=32, device="cpu", overwrite=True)
     assert out.read_bytes() == b"older weights" and sorted(p.name for p in tmp_path.iterdir()) == ["c.safetensors"]
     monkeypatch.setattr(files_mod.os, "fdopen", real_fdopen)
-    clf_mod.train_classifier(1, out, batch_size=32, device="cpu")
+    with pytest.raises(AutocolorError, match="already exists"):  # checked before training, without --overwrite
+        clf_mod.train_classifier(1, out, batch_size=32, device="cpu")
+    assert out.read_bytes() == b"older weights"
+    clf_mod.train_classifier(1, out, batch_size=32, device="cpu", overwrite=True)
     assert clf_mod.load_classifier(out) is not None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "c.safetensors"]
 
@@ -127,6 +130,11 @@ def test_module_main_reports_a_user_error_in_one_line(tmp_path):
     res = subprocess.run([sys.executable, "-m", "autocolor.classifier", "--epochs", "0"], capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 2 and "argument --epochs: must be at least 1" in res.stderr
+    bundled = clf_mod.WEIGHTS.read_bytes()
+    res = subprocess.run([sys.executable, "-m", "autocolor.classifier", "--out", str(clf_mod.WEIGHTS)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1 and "it is the bundled classifier" in res.stderr, res.stderr
+    assert clf_mod.WEIGHTS.read_bytes() == bundled
 
 
 def test_unknown_split_is_refused(tmp_path):
