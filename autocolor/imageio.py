@@ -25,6 +25,7 @@ from autocolor.files import IMAGE_EXTS, atomic_write_bytes, image_files
 DEFAULT_MAX_PIXELS = 64_000_000
 FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
 ALPHA_FORMATS = {"png", "webp"}
+MAX_SIDE = {"jpg": 65500, "webp": 16383}  # the encoders' own limits (PNG has none that matters here)
 GLOB_CHARS = set("*?[")
 
 
@@ -58,22 +59,46 @@ def _is_colour(rgb: np.ndarray) -> bool:
     return float(spread.mean()) > 2.0 / 255.0
 
 
+def _int_scale(top: float) -> float:
+    """What a 32-bit integer image's values are out of: 255 when all are 8-bit, else 65535, else 2**32 - 1."""
+    return 255.0 if top <= 255 else 65535.0 if top <= 65535 else 4294967295.0
+
+
+def _key_alpha(img: Image.Image) -> np.ndarray | None:
+    """uint8 alpha for a grey or RGB image whose ``transparency`` names one colour as transparent, else None."""
+    key = img.info.get("transparency")
+    if key is None or img.mode not in ("1", "L", "I", "RGB") and not img.mode.startswith("I;16"):
+        return None
+    arr = np.asarray(img.convert("L") if img.mode == "1" else img)
+    if img.mode == "RGB":
+        if not (isinstance(key, tuple) and len(key) == 3):
+            return None
+        hit = np.all(arr == np.asarray(key, dtype=arr.dtype), axis=-1)
+    elif isinstance(key, int):
+        hit = arr == (key * 255 if img.mode == "1" else key)
+    else:
+        return None
+    return np.where(hit, 0, 255).astype(np.uint8) if hit.any() else None
+
+
 def from_pil(img: Image.Image, source: str = "<image>") -> Photo:
     """Decode an already opened PIL image of any common mode (grey, 16-bit, LA, P, RGB(A), CMYK...)."""
     if img.width == 0 or img.height == 0:
         raise ImageError(f"{source}: empty image ({img.width}x{img.height} pixels)")
     mode = img.mode
-    alpha = None
+    alpha = _key_alpha(img)  # a PNG/TIFF tRNS colour key in a grey or RGB image (palette images: below)
     if mode in ("1", "L"):
         grey = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
-        return Photo(grey, None, False, source)
+        return Photo(grey, alpha, False, source)
     if mode.startswith("I;16") or mode == "I":
-        arr = np.asarray(img).astype(np.float32)
-        return Photo(np.clip(arr, 0, 65535) / 65535.0, None, False, source)
+        arr = np.asarray(img).astype(np.float64)
+        scale = 65535.0 if mode != "I" else _int_scale(float(arr.max(initial=0.0)))
+        return Photo((np.clip(arr, 0, scale) / scale).astype(np.float32), alpha, False, source)
     if mode == "F":
-        arr = np.asarray(img, dtype=np.float32)
-        scale = 255.0 if float(np.nanmax(arr, initial=0.0)) > 1.0 else 1.0
-        return Photo(np.clip(np.nan_to_num(arr) / scale, 0, 1).astype(np.float32), None, False, source)
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float32))
+        top = float(arr.max(initial=0.0))
+        scale = 1.0 if top <= 2.0 else 255.0 if top <= 256.0 else 65535.0  # [0, 1] with overshoots, 8- or 16-bit
+        return Photo(np.clip(arr / scale, 0, 1).astype(np.float32), None, False, source)
     if mode in ("LA", "La"):
         img = img.convert("LA")
         grey = np.asarray(img.getchannel("L"), dtype=np.float32) / 255.0
@@ -212,9 +237,16 @@ def encode(img: Image.Image, fmt: str) -> bytes:
         flat = Image.new("RGB", img.size, (255, 255, 255))
         flat.paste(img, mask=img.getchannel("A"))
         img = flat
+    limit = MAX_SIDE.get(fmt)
+    if limit and max(img.size) > limit:
+        raise ImageError(f"{img.width}x{img.height} is too large for {fmt} (at most {limit:,} pixels a side); "
+                         "use --format png")
     buf = io.BytesIO()
     opts = {"jpg": {"quality": 95}, "webp": {"lossless": True}, "png": {"optimize": False}}[fmt]
-    img.save(buf, FORMATS[fmt], **opts)
+    try:
+        img.save(buf, FORMATS[fmt], **opts)
+    except (ValueError, OSError) as exc:  # an encoder's own limit, as one line
+        raise ImageError(f"cannot encode as {fmt}: {first_line(exc)}") from None
     return buf.getvalue()
 
 
@@ -226,7 +258,11 @@ def write_image(img: Image.Image, path: str | os.PathLike, overwrite: bool = Fal
     if path.exists() and not overwrite:
         raise ImageError(f"{path}: already exists (use --overwrite to replace it)")
     try:
-        atomic_write_bytes(path, encode(img, fmt))
+        data = encode(img, fmt)
+    except ImageError as exc:
+        raise ImageError(f"{path}: {exc}") from None
+    try:
+        atomic_write_bytes(path, data)
     except OSError as exc:
         raise ImageError(f"{path}: cannot write: {exc.strerror or exc}") from None
     return path

@@ -267,3 +267,40 @@ def test_atomic_write_names_the_problem(tmp_path: Path) -> None:
     with pytest.raises(IsADirectoryError, match="is a folder; give a file name"):
         atomic_write_bytes(tmp_path, b"data")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind
+
+
+def test_too_large_for_the_format_is_one_line_per_file(tmp_path: Path) -> None:
+    wide = Image.new("RGB", (16384, 2), (10, 20, 30))
+    with pytest.raises(ImageError, match=r"16384x2 is too large for webp \(at most 16,383 pixels a side\); use "
+                                         r"--format png"):
+        write_image(wide, tmp_path / "w.webp")
+    assert list(tmp_path.iterdir()) == []
+    assert write_image(wide, tmp_path / "w.png").is_file()
+
+
+def test_colour_key_transparency_in_grey_and_rgb_images_is_kept(tmp_path: Path) -> None:
+    grey = ramp()
+    grey[0, :3] = 0
+    Image.fromarray(grey).save(tmp_path / "l.png", transparency=0)
+    Image.fromarray((grey.astype(np.uint16) * 257)).save(tmp_path / "i16.png", transparency=0)
+    Image.fromarray(np.stack([grey] * 3, axis=-1)).save(tmp_path / "rgb.png", transparency=(0, 0, 0))
+    Image.fromarray(grey).save(tmp_path / "none.png", transparency=7)  # a key no pixel has: no alpha
+    for name in ("l.png", "i16.png", "rgb.png"):
+        photo = read_image(tmp_path / name)
+        assert photo.alpha is not None and int((photo.alpha == 0).sum()) == 3, name
+        assert photo.alpha[0, :3].tolist() == [0, 0, 0] and int(photo.alpha[1:].min()) == 255
+    assert read_image(tmp_path / "none.png").alpha is None
+
+
+def test_32_bit_and_float_grey_files_keep_their_lightness(tmp_path: Path) -> None:
+    grey = ramp()
+    want = grey.astype(np.float32) / 255
+    Image.fromarray(grey.astype(np.int32), "I").save(tmp_path / "i32.tif")  # 0-255 values in a 32-bit file
+    Image.fromarray(grey.astype(np.int32) * 257, "I").save(tmp_path / "i32_16.tif")  # 16-bit values
+    f = want.copy()
+    f[0, 0] = 1.05  # a [0, 1] float image with a resampling overshoot
+    Image.fromarray(f, "F").save(tmp_path / "f01.tif")
+    Image.fromarray(grey.astype(np.float32), "F").save(tmp_path / "f255.tif")
+    for name in ("i32.tif", "i32_16.tif", "f01.tif", "f255.tif"):
+        got = read_image(tmp_path / name).pixels
+        assert np.abs(got - want)[1:].max() < 1e-6 and got[0, 0] >= want[0, 0], name
