@@ -282,7 +282,7 @@ def test_colour_key_transparency_in_grey_and_rgb_images_is_kept(tmp_path: Path) 
     grey = ramp()
     grey[0, :3] = 0
     Image.fromarray(grey).save(tmp_path / "l.png", transparency=0)
-    Image.fromarray((grey.astype(np.uint16) * 257)).save(tmp_path / "i16.png", transparency=0)
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "i16.png", transparency=0)
     Image.fromarray(np.stack([grey] * 3, axis=-1)).save(tmp_path / "rgb.png", transparency=(0, 0, 0))
     Image.fromarray(grey).save(tmp_path / "none.png", transparency=7)  # a key no pixel has: no alpha
     for name in ("l.png", "i16.png", "rgb.png"):
