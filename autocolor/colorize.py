@@ -220,7 +220,7 @@ class Colorizer:
             r1 = min(height, r + rows)
             rgb = lab_from(L[r:r1].view(1, 1, r1 - r, width), _upsample_rows(ab_w, r, r1, height))
             out[r:r1] = to_uint8(rgb)[0].permute(1, 2, 0).numpy()
-        return to_pil(out, photo.alpha)
+        return to_pil(out, photo.alpha, photo.meta)
 
     def colorize_many(self, images: Iterable[ImageLike], progress: bool = False,
                       **opts) -> Iterator[Image.Image]:

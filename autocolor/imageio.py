@@ -13,7 +13,7 @@ import os
 import threading
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,7 @@ class Photo:
     colour: bool = False  # the input had colour (only its lightness is used)
     source: str = "<image>"
     frames: int = 1  # an animated file's frame count (only the first frame is used)
+    meta: dict = field(default_factory=dict)  # "dpi" and "exif" (orientation removed) to write with the result
 
     @property
     def size(self) -> tuple[int, int]:
@@ -81,8 +82,31 @@ def _key_alpha(img: Image.Image) -> np.ndarray | None:
     return np.where(hit, 0, 255).astype(np.uint8) if hit.any() else None
 
 
+def metadata(img: Image.Image) -> dict:
+    """What a colorized copy keeps of ``img``: its resolution (``dpi``) and EXIF (dates, camera...) without the
+    orientation tag, since pixels are read upright. Unreadable EXIF is left out."""
+    meta: dict = {}
+    dpi = img.info.get("dpi")
+    if isinstance(dpi, tuple) and len(dpi) == 2 and all(isinstance(v, (int, float)) and v > 0 for v in dpi):
+        meta["dpi"] = (float(dpi[0]), float(dpi[1]))
+    try:
+        exif = img.getexif()
+        exif.pop(0x0112, None)  # Orientation
+        if len(exif):
+            meta["exif"] = exif.tobytes()
+    except Exception:  # noqa: BLE001 - broken EXIF in a camera file: the photo is still colorized, without it
+        pass
+    return meta
+
+
 def from_pil(img: Image.Image, source: str = "<image>") -> Photo:
     """Decode an already opened PIL image of any common mode (grey, 16-bit, LA, P, RGB(A), CMYK...)."""
+    photo = _from_pil(img, source)
+    photo.meta = metadata(img)
+    return photo
+
+
+def _from_pil(img: Image.Image, source: str) -> Photo:
     if img.width == 0 or img.height == 0:
         raise ImageError(f"{source}: empty image ({img.width}x{img.height} pixels)")
     mode = img.mode
@@ -220,11 +244,13 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
         raise ImageError(f"{name}: cannot decode: {msg}") from None
 
 
-def to_pil(rgb: np.ndarray, alpha: np.ndarray | None = None) -> Image.Image:
-    """uint8 (H, W, 3) RGB plus optional uint8 (H, W) alpha -> a PIL RGB or RGBA image."""
+def to_pil(rgb: np.ndarray, alpha: np.ndarray | None = None, meta: dict | None = None) -> Image.Image:
+    """uint8 (H, W, 3) RGB plus optional uint8 (H, W) alpha -> a PIL RGB or RGBA image; ``meta`` (a Photo's
+    ``dpi`` and ``exif``) goes into its ``info``, which ``encode`` writes."""
     img = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
     if alpha is not None:
         img.putalpha(Image.fromarray(np.ascontiguousarray(alpha), "L"))
+    img.info.update(meta or {})
     return img
 
 
@@ -243,6 +269,7 @@ def encode(img: Image.Image, fmt: str) -> bytes:
                          "use --format png")
     buf = io.BytesIO()
     opts = {"jpg": {"quality": 95}, "webp": {"lossless": True}, "png": {"optimize": False}}[fmt]
+    opts.update({k: img.info[k] for k in (("exif", "dpi") if fmt != "webp" else ("exif",)) if k in img.info})
     try:
         img.save(buf, FORMATS[fmt], **opts)
     except (ValueError, OSError) as exc:  # an encoder's own limit, as one line

@@ -625,3 +625,17 @@ def test_output_folder_above_the_photos_still_finds_them(model_path: Path, tmp_p
     assert capsys.readouterr().out.split() == ["x.png"] and (tmp_path / "x.png").is_file()
     assert main(["colorize", "photos", "-o", "photos", "--model", str(model_path)]) == 1  # OUTDIR = the folder
     assert "images under -o photos are outputs and are skipped" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "png", "webp"])
+def test_outputs_keep_the_inputs_dpi_and_exif_without_orientation(model_path: Path, tmp_path: Path, fmt) -> None:
+    exif = Image.Exif()
+    exif[306], exif[271], exif[0x0112] = "2001:02:03 04:05:06", "ScanCo", 6  # date, make, rotate 90 degrees
+    Image.fromarray(ramp(), "L").save(tmp_path / "scan.jpg", dpi=(600, 600), exif=exif.tobytes())
+    assert main(["colorize", str(tmp_path / "scan.jpg"), "-o", str(tmp_path / "out"), "--format", fmt,
+                 "--model", str(model_path)]) == 0
+    with Image.open(tmp_path / "out" / f"scan.{fmt}") as out:
+        assert out.size == (ramp().shape[0], ramp().shape[1])  # turned upright once, and not again by viewers
+        assert dict(out.getexif()) == {306: "2001:02:03 04:05:06", 271: "ScanCo"}
+        if fmt != "webp":  # WebP has no resolution field
+            assert [round(v) for v in out.info["dpi"]] == [600, 600]
