@@ -22,7 +22,7 @@ from tqdm import tqdm
 from autocolor.colour import to_float
 from autocolor.data import VAL_SIZE, epoch_batches, load_split
 from autocolor.errors import AutocolorError, first_line, positive_int, run_main
-from autocolor.files import atomic_write_bytes
+from autocolor.files import atomic_write_bytes, why_unwritable
 from autocolor.runtime import autocast, machine_name, pick_device, pick_precision, warmup_fraction
 from autocolor.weights import BUNDLED, write_card
 
@@ -117,13 +117,9 @@ def check_out(out: Path, overwrite: bool = False) -> Path:
             raise AutocolorError(f"--out {out}: {path} is a folder; give a .safetensors file name")
     if out.suffix != ".safetensors":
         raise AutocolorError(f"--out {out}: the weights are written as safetensors; give a .safetensors file name")
-    for parent in [out.parent, *out.parent.parents]:
-        if parent.exists():
-            if not parent.is_dir():
-                raise AutocolorError(f"--out {out}: {parent} is a file, not a folder")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise AutocolorError(f"--out {out}: cannot write in {parent} (permission denied)")
-            break
+    why = why_unwritable(out)
+    if why:
+        raise AutocolorError(f"--out {out}: {why}")
     if out.exists() and not overwrite:
         raise AutocolorError(f"--out {out}: already exists (use --overwrite to replace it"
                              + ("; it is the bundled classifier every semantic accuracy is measured with)"

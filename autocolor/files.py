@@ -33,6 +33,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def why_unwritable(path: Path) -> str | None:
+    """Why ``path`` could not be written (a parent that is a file, or a folder without write permission), checked
+    before long work so it fails at once; None when it looks writable."""
+    for parent in [path.parent, *path.parent.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{parent} is a file, not a folder"
+            if not os.access(parent, os.W_OK | os.X_OK):
+                return f"cannot write in {parent} (permission denied or a read-only file system)"
+            return None
+    return None
+
+
 def image_files(root: str | os.PathLike, exclude: str | os.PathLike | None = None) -> list[str]:
     """Image files under ``root``, recursively and sorted. Links are followed, but each folder and each file is
     listed once (a link loop or a second link to the same photos adds nothing); hidden names and ``exclude``'s

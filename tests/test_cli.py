@@ -68,6 +68,8 @@ def empty_dir(tmp_path):
     (["train", "--model", "nope", "--out", "{tmp}/run", "--device", "cpu"], 1, "unknown model 'nope'"),
     (["evaluate", "--model", "default", "--grid", "{tmp}/grid.jpg"], 1, "--grid {tmp}/grid.jpg: give a .png"),
     (["evaluate", "--model", "default", "--grid", "{tmp}"], 1, "give a .png file name"),
+    (["evaluate", "--model", "default", "--grid", "{tmp}/weights.pt/g.png"], 1,
+     "--grid {tmp}/weights.pt/g.png: {tmp}/weights.pt is a file, not a folder (or use --no-grid)"),
     (["evaluate", "--model", "default", "--classifier", "{tmp}/run/model.safetensors"], 1,
      "{tmp}/run/model.safetensors is not a classifier from python -m autocolor.classifier"),
     (["evaluate", "--model", "{tmp}/unfinished"], 1, "training in {tmp}/unfinished is unfinished"),
