@@ -212,6 +212,11 @@ def diagram(model, output, overwrite) -> None:
         net = build(arch, **config)
     except (TypeError, ValueError) as exc:  # e.g. vivid-ensemble: assembled from runs, no architecture of its own
         raise AutocolorError(f"cannot draw {model}: {exc}") from None
+    vivid, fidelity = list(getattr(net, "vivid", [])), list(getattr(net, "fidelity", []))
+    if vivid:  # an ensemble: its networks stacked would be a picture tens of thousands of pixels tall
+        click.echo(f"autocolor: note: {model} averages {len(vivid)} unet-vivid and {len(fidelity)} unet networks; "
+                   "drawing one unet-vivid", err=True)
+        net = vivid[0]
     click.echo(str(draw(net, output)))
 
 
@@ -367,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning user errors into one-line messages and exit codes."""
     try:
         cli.main(args=argv, prog_name="autocolor", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:  # bare `autocolor`: the help, not an error line
+        click.echo(exc.format_message(), err=True)
+        return 2
     except click.UsageError as exc:
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""  # path starts with 'autocolor'
         _error(exc, f"{exc.format_message()}{hint}")

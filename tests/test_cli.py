@@ -32,6 +32,12 @@ def test_help_lists_the_commands(capsys):
         assert f"  {command} " in out or f"  {command}\n" in out, command
 
 
+def test_bare_command_shows_the_help_without_an_error_line(capsys):
+    assert cli.main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Usage: autocolor [OPTIONS] COMMAND") and "error" not in err and "  colorize " in err
+
+
 def test_train_list_marks_models_that_are_not_trained(capsys):
     assert cli.main(["train", "--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -146,6 +152,17 @@ def test_diagram_of_a_bundled_name_draws_its_cards_architecture(tmp_path, monkey
     card = json.loads((weights.BUNDLED / "default.json").read_text())
     assert drawn[0].arch_name == card["architecture"] == "unet"
     assert drawn[0].arch_config["widths"] == card["config"]["widths"] and drawn[0].arch_config["classes"] == 10
+
+
+def test_diagram_of_the_vivid_ensemble_draws_one_member(tmp_path, monkeypatch, capsys):
+    from autocolor import diagram
+    from autocolor.ensemble import VividEnsemble
+
+    drawn = []
+    monkeypatch.setattr(diagram, "draw", lambda net, path: drawn.append(net) or path)
+    assert cli.main(["diagram", "--model", "vivid", "-o", str(tmp_path / "v.png")]) == 0
+    assert len(drawn) == 1 and not isinstance(drawn[0], VividEnsemble) and hasattr(drawn[0], "bins")
+    assert "vivid averages 3 unet-vivid and 1 unet networks; drawing one unet-vivid" in capsys.readouterr().err
 
 
 def test_diagram_draws_the_model(tmp_path, capsys):
