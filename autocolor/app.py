@@ -198,15 +198,36 @@ def build_app(models: list[str] | None = None, max_upload_mb: float = DEFAULT_UP
     return app
 
 
+def read_auth_file(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """``user:password`` pairs, one per line (blank lines and ``#`` comments skipped), for ``serve --auth-file``."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AutocolorError(f"--auth-file {path}: cannot read it ({exc})") from None
+    pairs = []
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, sep, password = line.partition(":")
+        if not sep or not user or not password:
+            raise AutocolorError(f"--auth-file {path}: line {number} is not user:password")
+        pairs.append((user, password))
+    if not pairs:
+        raise AutocolorError(f"--auth-file {path}: no user:password lines")
+    return pairs
+
+
 def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, max_upload_mb: float = DEFAULT_UPLOAD_MB,
-           block: bool = True) -> gr.Blocks:
-    """Serve ``app`` (``block=False`` returns at once, for tests; close with ``app.close()``)."""
+           block: bool = True, auth: list[tuple[str, str]] | None = None) -> gr.Blocks:
+    """Serve ``app`` (``block=False`` returns at once, for tests; close with ``app.close()``); with ``auth``, the
+    page asks for one of those user names and passwords."""
     app.queue(default_concurrency_limit=1, max_size=32)
     if block:  # SIGTERM (systemd, docker stop) closes like Ctrl-C, so the temp folders are removed
         signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         app.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block, quiet=not block,
-                   max_file_size=int(max_upload_mb * 1e6), show_error=True, ssr_mode=False)
+                   max_file_size=int(max_upload_mb * 1e6), show_error=True, ssr_mode=False, auth=auth or None)
     except OSError as exc:
         if "port" not in str(exc):
             raise
@@ -214,4 +235,4 @@ def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, max_upload
     return app
 
 
-__all__ = ["build_app", "launch", "default_models"]
+__all__ = ["build_app", "launch", "default_models", "read_auth_file"]

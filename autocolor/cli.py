@@ -344,21 +344,24 @@ def demo(output, model, device) -> None:
               help="Models to offer (repeatable; default: the bundled ones).")
 @click.option("--keep-mb", type=click.FloatRange(0, min_open=True), default=2000.0, show_default=True,
               help="Results kept for download: at most this many MB (the oldest go first), for at most an hour.")
+@click.option("--auth-file", default=None, metavar="FILE",
+              help="Ask for a login: FILE holds user:password lines (kept out of the command line and its history).")
 @DEVICE
-def serve(host, port, max_upload_mb, max_pixels, models, keep_mb, device) -> None:
+def serve(host, port, max_upload_mb, max_pixels, models, keep_mb, auth_file, device) -> None:
     """Run the web app (Gradio): upload a photo, pick a model and saturation, download the result."""
     try:
-        from autocolor.app import build_app, launch
+        from autocolor.app import build_app, launch, read_auth_file
     except ImportError as exc:
         raise AutocolorError(f"the web app needs gradio: pip install 'autocolor[web]' ({exc})") from None
     from autocolor.imageio import DEFAULT_MAX_PIXELS
 
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    auth = read_auth_file(auth_file) if auth_file else None
+    if host not in ("127.0.0.1", "localhost", "::1") and not auth:
         click.echo(f"autocolor: warning: serving on {host}: anyone who can reach this machine can use the app (no "
-                   "login); keep --max-pixels and --max-upload-mb low", err=True)
+                   "login: see --auth-file); keep --max-pixels and --max-upload-mb low", err=True)
     app = build_app(models=list(models) or None, max_upload_mb=max_upload_mb,
                     max_pixels=max_pixels or DEFAULT_MAX_PIXELS, device=device, keep_mb=keep_mb)
-    launch(app, host=host, port=port, max_upload_mb=max_upload_mb)
+    launch(app, host=host, port=port, max_upload_mb=max_upload_mb, auth=auth)
 
 
 def _error(exc: BaseException, text: str) -> None:

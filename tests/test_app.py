@@ -155,3 +155,42 @@ def test_previews_are_shown_small_and_oom_is_recognised() -> None:
     assert grey.size == (2048, 7) and (arr[..., 0] == arr[..., 2]).all() and arr[..., 0].max() > 250
     assert app_mod._out_of_memory(RuntimeError("[enforce fail] DefaultCPUAllocator: can't allocate memory"))
     assert app_mod._out_of_memory(MemoryError()) and not app_mod._out_of_memory(RuntimeError("shape mismatch"))
+
+
+def test_auth_file_is_parsed_strictly(tmp_path: Path) -> None:
+    from autocolor.app import read_auth_file
+    from autocolor.errors import AutocolorError
+
+    good = tmp_path / "users"
+    good.write_text("# who may log in\nann:s3cret:with:colons\n\nbob:pw\n")
+    assert read_auth_file(good) == [("ann", "s3cret:with:colons"), ("bob", "pw")]
+    for text, why in (("ann\n", "line 1 is not user:password"), ("# none\n", "no user:password lines"),
+                      ("ann:ok\n:pw\n", "line 2 is not user:password")):
+        good.write_text(text)
+        with pytest.raises(AutocolorError, match=why):
+            read_auth_file(good)
+    with pytest.raises(AutocolorError, match="cannot read it"):
+        read_auth_file(tmp_path / "missing")
+
+
+def test_auth_keeps_the_app_behind_a_login(model_path: Path) -> None:
+    import http.cookiejar
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    app = build_app(models=[str(model_path)], device="cpu")
+    launch(app, port=free_port(), block=False, auth=[("ann", "s3cret")])
+    try:
+        with pytest.raises(urllib.error.HTTPError) as exc:
+            urllib.request.urlopen(app.local_url + "config", timeout=30)
+        assert exc.value.code == 401
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        wrong = urllib.parse.urlencode({"username": "ann", "password": "guess"}).encode()
+        with pytest.raises(urllib.error.HTTPError):
+            browser.open(app.local_url + "login", data=wrong, timeout=30)
+        right = urllib.parse.urlencode({"username": "ann", "password": "s3cret"}).encode()
+        assert browser.open(app.local_url + "login", data=right, timeout=30).status == 200
+        assert browser.open(app.local_url + "config", timeout=30).status == 200
+    finally:
+        app.close()
