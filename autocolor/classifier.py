@@ -120,8 +120,8 @@ def check_out(out: Path, overwrite: bool = False) -> Path:
     why = why_unwritable(out)
     if why:
         raise AutocolorError(f"--out {out}: {why}")
-    if out.exists() and not overwrite:
-        raise AutocolorError(f"--out {out}: already exists (use --overwrite to replace it"
+    if (out.exists() or out.with_suffix(".json").exists()) and not overwrite:
+        raise AutocolorError(f"--out {out}: it or its card already exists (use --overwrite to replace them"
                              + ("; it is the bundled classifier every semantic accuracy is measured with)"
                                 if out.resolve() == WEIGHTS.resolve() else ")"))
     return out

@@ -371,11 +371,14 @@ def _error(exc: BaseException, text: str) -> None:
         click.echo(prefix + text, err=True)
 
 
+_NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2; 8.1 prints the help itself
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning user errors into one-line messages and exit codes."""
     try:
         cli.main(args=argv, prog_name="autocolor", standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as exc:  # bare `autocolor`: the help, not an error line
+    except _NO_ARGS as exc:  # bare `autocolor`: the help, not an error line
         click.echo(exc.format_message(), err=True)
         return 2
     except click.UsageError as exc:

@@ -22,7 +22,16 @@ from PIL import Image, ImageOps
 from autocolor.colour import greyscale, lab_from, saturate, to_uint8
 from autocolor.errors import AutocolorError, first_line
 from autocolor.fuse import fuse_for_inference, is_fused
-from autocolor.imageio import DEFAULT_MAX_PIXELS, ImageError, Photo, from_array, from_pil, read_image, to_pil
+from autocolor.imageio import (
+    DEFAULT_MAX_PIXELS,
+    ImageError,
+    Photo,
+    from_array,
+    from_pil,
+    metadata,
+    read_image,
+    to_pil,
+)
 from autocolor.nets import decoding_options
 from autocolor.runtime import autocast, pick_precision
 from autocolor.unet import check_boost_max
@@ -185,7 +194,9 @@ class Colorizer:
             if self.max_pixels and image.width * image.height > self.max_pixels:
                 raise ImageError(f"<image>: {image.width}x{image.height} pixels is more than the limit of "
                                  f"{self.max_pixels:,}")
-            return from_pil(ImageOps.exif_transpose(image))  # upright, as a file of the same photo is read
+            photo = from_pil(ImageOps.exif_transpose(image))  # upright, as a file of the same photo is read
+            photo.meta = metadata(image)
+            return photo
         if isinstance(image, np.ndarray):
             if self.max_pixels and image.ndim >= 2 and image.shape[0] * image.shape[1] > self.max_pixels:
                 raise ImageError(f"<array>: {image.shape[1]}x{image.shape[0]} pixels is more than the limit of "

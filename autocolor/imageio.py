@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import glob
 import io
+import math
+import numbers
 import os
 import threading
 import warnings
@@ -60,8 +62,11 @@ def _is_colour(rgb: np.ndarray) -> bool:
     return float(spread.mean()) > 2.0 / 255.0
 
 
-def _int_scale(top: float) -> float:
-    """What a 32-bit integer image's values are out of: 255 when all are 8-bit, else 65535, else 2**32 - 1."""
+def _int_scale(img: Image.Image, top: float) -> float:
+    """What a mode-I image's values are out of: 65535 for PNG and PGM (16-bit formats, which older Pillow opens as
+    mode I); otherwise (32-bit TIFFs, arrays) 255 when every value fits 8 bits, else 65535, else 2**32 - 1."""
+    if getattr(img, "format", None) in ("PNG", "PPM"):
+        return 65535.0
     return 255.0 if top <= 255 else 65535.0 if top <= 65535 else 4294967295.0
 
 
@@ -70,13 +75,13 @@ def _key_alpha(img: Image.Image) -> np.ndarray | None:
     key = img.info.get("transparency")
     if key is None or img.mode not in ("1", "L", "I", "RGB") and not img.mode.startswith("I;16"):
         return None
-    arr = np.asarray(img.convert("L") if img.mode == "1" else img)
+    arr = np.asarray(img.convert("L") if img.mode == "1" else img).astype(np.int64)  # Pillow gives "1" keys as 255
     if img.mode == "RGB":
         if not (isinstance(key, tuple) and len(key) == 3):
             return None
-        hit = np.all(arr == np.asarray(key, dtype=arr.dtype), axis=-1)
+        hit = np.all(arr == np.asarray(key, dtype=np.int64), axis=-1)  # a 16-bit key on 8-bit pixels matches none
     elif isinstance(key, int):
-        hit = arr == (key * 255 if img.mode == "1" else key)
+        hit = arr == ((255 if key else 0) if img.mode == "1" else key)
     else:
         return None
     return np.where(hit, 0, 255).astype(np.uint8) if hit.any() else None
@@ -87,16 +92,37 @@ def metadata(img: Image.Image) -> dict:
     orientation tag, since pixels are read upright. Unreadable EXIF is left out."""
     meta: dict = {}
     dpi = img.info.get("dpi")
-    if isinstance(dpi, tuple) and len(dpi) == 2 and all(isinstance(v, (int, float)) and v > 0 for v in dpi):
-        meta["dpi"] = (float(dpi[0]), float(dpi[1]))
+    untagged = getattr(img, "format", None) == "TIFF" and 282 not in getattr(img, "tag_v2", {})  # Pillow's (1, 1)
+    if isinstance(dpi, tuple) and len(dpi) == 2 and all(isinstance(v, numbers.Real) for v in dpi) and not untagged:
+        values = (float(dpi[0]), float(dpi[1]))  # TIFF gives IFDRationals
+        if all(math.isfinite(v) and v > 0 for v in values):
+            meta["dpi"] = values
     try:
-        exif = img.getexif()
-        exif.pop(0x0112, None)  # Orientation
+        exif = _photo_exif(img.getexif())
         if len(exif):
             meta["exif"] = exif.tobytes()
     except Exception:  # noqa: BLE001 - broken EXIF in a camera file: the photo is still colorized, without it
         pass
     return meta
+
+
+EXIF_KEPT = (270, 271, 272, 305, 306, 315, 33432)  # description, make, model, software, date, artist, copyright
+EXIF_IFDS = (0x8769, 0x8825)  # the Exif sub-IFD (capture date, exposure...) and GPS
+EXIF_DROPPED = (0xA002, 0xA003)  # the pixel sizes before rotation
+
+
+def _photo_exif(src: Image.Exif) -> Image.Exif:
+    """The tags that describe the photo, not how its file was stored: a TIFF's own tags (strips, bit depths, its
+    ICC profile...), the orientation and the thumbnail are left out."""
+    out = Image.Exif()
+    for tag in EXIF_KEPT:
+        if tag in src:
+            out[tag] = src[tag]
+    for ifd in EXIF_IFDS:
+        sub = {k: v for k, v in src.get_ifd(ifd).items() if k not in EXIF_DROPPED}
+        if sub:
+            out[ifd] = sub
+    return out
 
 
 def from_pil(img: Image.Image, source: str = "<image>") -> Photo:
@@ -116,7 +142,7 @@ def _from_pil(img: Image.Image, source: str) -> Photo:
         return Photo(grey, alpha, False, source)
     if mode.startswith("I;16") or mode == "I":
         arr = np.asarray(img).astype(np.float64)
-        scale = 65535.0 if mode != "I" else _int_scale(float(arr.max(initial=0.0)))
+        scale = 65535.0 if mode != "I" else _int_scale(img, float(arr.max(initial=0.0)))
         return Photo((np.clip(arr, 0, scale) / scale).astype(np.float32), alpha, False, source)
     if mode == "F":
         arr = np.nan_to_num(np.asarray(img, dtype=np.float32))
@@ -222,9 +248,10 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
                 frames = int(getattr(img, "n_frames", 1) or 1) if animated else 1  # not a camera JPEG's preview
                 img.seek(0)
                 img.load()
+                meta = metadata(img)  # from the file itself (a TIFF's tags are not in an upright copy)
                 img = ImageOps.exif_transpose(img)
                 photo = from_pil(img, name)
-                photo.frames = frames
+                photo.frames, photo.meta = frames, meta
                 return photo
     except ImageError:
         raise
@@ -270,6 +297,11 @@ def encode(img: Image.Image, fmt: str) -> bytes:
     buf = io.BytesIO()
     opts = {"jpg": {"quality": 95}, "webp": {"lossless": True}, "png": {"optimize": False}}[fmt]
     opts.update({k: img.info[k] for k in (("exif", "dpi") if fmt != "webp" else ("exif",)) if k in img.info})
+    if fmt == "jpg":  # JPEG's own limits: a 64 KB EXIF segment and 16-bit DPI; beyond them the photo is still written
+        if len(opts.get("exif", b"")) > 65533:
+            del opts["exif"]
+        if "dpi" in opts and not all(1 <= v <= 65535 for v in opts["dpi"]):
+            del opts["dpi"]
     try:
         img.save(buf, FORMATS[fmt], **opts)
     except (ValueError, OSError) as exc:  # an encoder's own limit, as one line
@@ -305,11 +337,12 @@ def expand_inputs(specs: list[str], exclude: str | os.PathLike | None = None,
     seen: set[Path] = set()
     skip = Path(exclude).resolve() if exclude is not None else None
     found_under: dict[Path, Path] = {}  # file -> the folder argument (or a glob's fixed folder) it was found in
-    bases: set[Path] = set()  # every such folder, also those whose files all came in through another argument
+    bases: dict[Path, None] = {}  # every such folder in argument order, also those whose files all came in through
+    # another argument
 
     def add(p: Path, from_folder: bool, base: Path | None = None) -> None:
         if p.is_dir():  # recursive, following links once (as training folders are scanned), hidden names left out
-            bases.add(base if base is not None else p)
+            bases.setdefault(base if base is not None else p)
             for f in sorted(image_files(p, skip), key=lambda f: Path(f).parts):  # folder by folder, as before
                 add(Path(f), True, base if base is not None else p)
             return
@@ -332,7 +365,7 @@ def expand_inputs(specs: list[str], exclude: str | os.PathLike | None = None,
             if not matches:
                 errors.append(f"{spec}: no image files match")
                 continue  # and its folder does not take part in --keep-folders' tree
-            bases.add(_glob_root(spec))
+            bases.setdefault(_glob_root(spec))
             for m in matches:
                 add(m, True, _glob_root(spec))
         else:
@@ -352,33 +385,33 @@ def _glob_root(spec: str) -> Path:
     return Path(*fixed) if fixed else Path()
 
 
-def _subfolders(found_under: dict[Path, Path], bases: set[Path]) -> dict[Path, Path]:
+def _subfolders(found_under: dict[Path, Path], bases: dict[Path, None]) -> dict[Path, Path]:
     """Each file's sub-folder for ``--keep-folders``: measured on real paths from the outermost folder argument
     that holds it (a link to a sibling folder keeps that folder's name; nested arguments do not re-root files);
     under several such roots, each root's own name comes first (``-N`` when two roots share one), so same-named
     sub-folders do not merge."""
-    roots = sorted({b.resolve() for b in bases}, key=lambda b: len(b.parts))
-    outermost = [b for i, b in enumerate(roots) if not any(b.is_relative_to(a) for a in roots[:i])]
-    named = len({b for b in outermost if any(p.resolve().is_relative_to(b) for p in found_under)}) > 1
+    ordered = list(dict.fromkeys(b.resolve() for b in bases))  # argument order
+    outermost = [b for b in ordered if not any(b != a and b.is_relative_to(a) for a in ordered)]
+    placed = {}  # file -> (its root, its sub-folder there)
+    for p, base in found_under.items():
+        real = p.resolve()
+        holder = next((b for b in outermost if real.is_relative_to(b)), None)
+        if holder is None:  # reached through a link that leads outside every root: where it was found
+            holder = next(b for b in outermost if base.resolve().is_relative_to(b))
+            placed[p] = holder, p.parent.relative_to(base)
+        else:
+            placed[p] = holder, real.parent.relative_to(holder)
+    holding = [b for b in outermost if any(h == b for h, _ in placed.values())]
     names, used = {}, set()
-    for b in sorted(outermost):  # two roots called photos/ become photos/ and photos-1/
+    for b in holding:  # in argument order: a second photos/ (with photos in it) becomes photos-1/
         name, n = b.name or "root", 0
         while name.lower() in used:
             n += 1
             name = f"{b.name or 'root'}-{n}"
         names[b] = name
         used.add(name.lower())
-    result = {}
-    for p, base in found_under.items():
-        real = p.resolve()
-        holder = next((b for b in outermost if real.is_relative_to(b)), None)
-        if holder is None:  # reached through a link that leads outside every root: where it was found
-            sub = p.parent.relative_to(base)
-            holder = next(b for b in outermost if base.resolve().is_relative_to(b))
-        else:
-            sub = real.parent.relative_to(holder)
-        result[p] = Path(names[holder]) / sub if named else sub
-    return result
+    named = len(holding) > 1
+    return {p: Path(names[holder]) / sub if named else sub for p, (holder, sub) in placed.items()}
 
 
 def plan_outputs(inputs: list[Path], outdir: Path, fmt: str,

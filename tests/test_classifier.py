@@ -114,6 +114,11 @@ def test_weights_are_written_atomically(tmp_path, monkeypatch):
     with pytest.raises(AutocolorError, match="already exists"):  # checked before training, without --overwrite
         clf_mod.train_classifier(1, out, batch_size=32, device="cpu")
     assert out.read_bytes() == b"older weights"
+    card = tmp_path / "lone.json"
+    card.write_text("{}")  # a card alone is not replaced either
+    with pytest.raises(AutocolorError, match="it or its card already exists"):
+        clf_mod.train_classifier(1, tmp_path / "lone.safetensors", batch_size=32, device="cpu")
+    card.unlink()
     clf_mod.train_classifier(1, out, batch_size=32, device="cpu", overwrite=True)
     assert clf_mod.load_classifier(out) is not None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "c.safetensors"]

@@ -614,6 +614,11 @@ def test_keep_folders_same_named_roots_and_unmatched_globs(tmp_path: Path, monke
     assert tree(["2019/photos", "2020/photos"]) == ["OUT/photos/trip/t.png", "OUT/photos-1/trip/t.png"]
     # a glob that matches nothing does not move the folder argument's files under the current folder's name
     assert tree(["photos", "*.jpg"]) == tree(["photos"]) == ["OUT/a/y.png", "OUT/x.png"]
+    # names follow the arguments' order, and a root without photos takes no name
+    (tmp_path / "2018" / "photos").mkdir(parents=True)
+    assert tree(["2020/photos", "2018/photos", "2019/photos"]) == ["OUT/photos/trip/t.png",
+                                                                   "OUT/photos-1/trip/t.png"]
+    assert tree(["2020/photos", "2019/photos"])[0] == "OUT/photos/trip/t.png"
 
 
 def test_output_folder_above_the_photos_still_finds_them(model_path: Path, tmp_path: Path, monkeypatch,

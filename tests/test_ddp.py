@@ -238,3 +238,14 @@ def test_rank_local_errors_name_their_rank(monkeypatch, capsys):
 def test_torchrun_prints_a_bad_flag_once():
     res = _run(["--no-such-flag"], 2, expect=1)  # torchrun's own exit status for a failed rank
     assert res.stderr.count("autocolor: error: No such option") == 1, res.stderr
+
+
+def test_a_rank_without_cuda_says_so(monkeypatch, tmp_path, capsys):
+    from autocolor.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")  # e.g. a second machine without a GPU: only it knows
+    assert main(["train", "--device", "cuda", "--out", str(tmp_path / "run")]) == 1
+    assert capsys.readouterr().err == ("autocolor: error (rank 1): --device cuda asked for, but no CUDA GPU is "
+                                       "available\n")

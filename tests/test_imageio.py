@@ -304,3 +304,46 @@ def test_32_bit_and_float_grey_files_keep_their_lightness(tmp_path: Path) -> Non
     for name in ("i32.tif", "i32_16.tif", "f01.tif", "f255.tif"):
         got = read_image(tmp_path / name).pixels
         assert np.abs(got - want)[1:].max() < 1e-6 and got[0, 0] >= want[0, 0], name
+
+
+def test_metadata_keeps_what_describes_the_photo(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[306], exif[271], exif[0x0112] = "2001:02:03 04:05:06", "ScanCo", 6
+    exif[0x8769] = {0x9003: "2001:02:03 04:05:06", 0xA002: 56, 0xA003: 40}  # capture date; pre-rotation size
+    Image.fromarray(ramp()).save(tmp_path / "cam.jpg", exif=exif.tobytes(), dpi=(600, 600))
+    Image.fromarray(ramp()).save(tmp_path / "tags.tif", dpi=(300, 300))  # dpi as IFDRationals
+    Image.fromarray(ramp()).save(tmp_path / "untagged.tif")  # Pillow says (1, 1) dpi: not the scan's
+    cam, tags, untagged = (read_image(tmp_path / n).meta for n in ("cam.jpg", "tags.tif", "untagged.tif"))
+    kept = Image.Exif()
+    kept.load(cam["exif"])
+    assert dict(kept) == {306: "2001:02:03 04:05:06", 271: "ScanCo", 0x8769: kept[0x8769]}
+    assert kept.get_ifd(0x8769) == {0x9003: "2001:02:03 04:05:06"} and cam["dpi"] == (600.0, 600.0)
+    assert tags == {"dpi": (300.0, 300.0)}  # a TIFF's own tags (strips, bit depth...) are not EXIF to copy
+    assert untagged == {}
+
+
+def test_jpeg_leaves_out_metadata_beyond_its_limits(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[270] = "x" * 70_000  # more than JPEG's 64 KB EXIF segment
+    img = Image.new("RGB", (8, 8), (10, 20, 30))
+    img.info.update({"exif": exif.tobytes(), "dpi": (72000.0, 72000.0)})
+    with Image.open(write_image(img, tmp_path / "o.jpg")) as out:
+        assert "dpi" not in out.info and not dict(out.getexif())  # the photo is written, without them
+    with Image.open(write_image(img, tmp_path / "o.png")) as out:
+        assert out.getexif()[270] == "x" * 70_000 and round(out.info["dpi"][0]) == 72000
+
+
+def test_odd_colour_keys_and_16_bit_png_in_mode_i(tmp_path: Path) -> None:
+    from autocolor.imageio import from_pil
+
+    bits = Image.fromarray(np.eye(4, dtype=bool)).convert("1")
+    bits.save(tmp_path / "b.png", transparency=1)
+    assert read_image(tmp_path / "b.png").alpha.tolist() == (np.where(np.eye(4), 0, 255)).tolist()
+    rgb = Image.new("RGB", (4, 4), (255, 0, 0))
+    rgb.info["transparency"] = (65535, 0, 0)  # a 16-bit PNG's key on the 8-bit pixels Pillow gives
+    assert from_pil(rgb).alpha is None
+    dark = Image.fromarray(np.full((4, 4), 189, np.int32), "I")
+    dark.format = "PNG"  # Pillow 10 opens 16-bit grey PNG as mode I: its values are out of 65535
+    assert np.allclose(from_pil(dark).pixels, 189 / 65535)
+    dark.format = None  # an int32 array of 8-bit values
+    assert np.allclose(from_pil(dark).pixels, 189 / 255)
