@@ -50,3 +50,21 @@ def test_run_all_names_a_failed_script_instead_of_a_traceback(tmp_path, monkeypa
     monkeypatch.setattr(bench, "HERE", tmp_path)
     with pytest.raises(AutocolorError, match=r"^fails\.py failed \(exit status 1\); nothing was rendered$"):
         bench.run("fails.py", quick=True, folder=tmp_path / "out", env=dict(os.environ), threads=None)
+
+
+def test_quality_side_table_at_a_fixed_precision_leaves_cards_and_grids_alone(tmp_path, fake_cifar, monkeypatch):
+    from autocolor.weights import BUNDLED
+
+    bench = load_script("benchmarks/quality.py")
+    monkeypatch.setattr(bench, "ORDER", ["seed"])
+    monkeypatch.setattr(bench, "bundled_names", lambda: ["seed"])
+    card = (BUNDLED / "seed.json").read_bytes()
+    monkeypatch.chdir(tmp_path)  # the grids and plot would land in ./docs
+    out = tmp_path / "q.md"
+    monkeypatch.setattr("sys.argv", ["quality.py", "--precision", "fp32", "--max-images", "8", "--data",
+                                     str(fake_cifar), "--out", str(out)])
+    bench.main()
+    text = out.read_text()
+    assert "Inference precision: fp32 (`--precision fp32`)" in text and "quality.py --precision fp32`" in text
+    assert text.count("| `seed` |") == 1 and "| grey input |" in text
+    assert (BUNDLED / "seed.json").read_bytes() == card and not (tmp_path / "docs").exists()
