@@ -10,14 +10,14 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image
 
 from autocolor.colour import greyscale, lab_from, saturate, to_uint8
 from autocolor.errors import AutocolorError, first_line
@@ -31,10 +31,11 @@ from autocolor.imageio import (
     metadata,
     read_image,
     to_pil,
+    upright,
 )
 from autocolor.nets import decoding_options
-from autocolor.runtime import autocast, pick_precision
-from autocolor.unet import check_boost_max
+from autocolor.runtime import autocast, pick_device, pick_precision
+from autocolor.unet import MAX_BOOST, check_boost_max
 
 # Long side of the model's input. Measured with benchmarks/colorize_size.py on the sample photos: PSNR/SSIM/AuC
 # peak at 64-128 for the seed model (CIFAR-trained, 32x32) and larger sizes add false blue/green blotches;
@@ -76,8 +77,10 @@ def _whole(x: object) -> bool:
     return not isinstance(x, bool) and (isinstance(x, numbers.Integral) or (isinstance(x, float) and x.is_integer()))
 
 
-def check_decoding(saturation: float, temperature: float | None, boost: float | None) -> None:
-    """The CLI's ranges, for the Python API too: finite saturation >= 0, temperature > 0, boost >= 0."""
+def check_decoding(saturation: float, temperature: float | None, boost: float | None,
+                   boost_max: float | None = None) -> None:
+    """The CLI's ranges, for the Python API too: finite saturation >= 0, temperature > 0, boost >= 0, boost_max
+    from 1 to 5."""
     for name, value, positive in (("saturation", saturation, False), ("temperature", temperature, True),
                                   ("boost", boost, False)):
         if value is None:
@@ -85,6 +88,9 @@ def check_decoding(saturation: float, temperature: float | None, boost: float | 
         ok = isinstance(value, numbers.Real) and math.isfinite(value) and (value > 0 if positive else value >= 0)
         if not ok:
             raise AutocolorError(f"{name} must be a finite number {'>' if positive else '>='} 0, got {value!r}")
+    if boost_max is not None and not (isinstance(boost_max, numbers.Real) and 1 <= boost_max <= MAX_BOOST):
+        raise AutocolorError(f"boost_max must be a number from 1 to {MAX_BOOST:g} (the largest per-image chroma "
+                             f"scale), got {boost_max!r}")
 
 
 def working_shape(height: int, width: int, size: int, multiple: int = 8) -> tuple[int, int]:
@@ -151,13 +157,18 @@ class Colorizer:
         if not _whole(self.size) or not 8 <= self.size <= MAX_SIZE:
             raise AutocolorError(f"size (--size) must be a whole number from 8 to {MAX_SIZE}, got {self.size!r}")
         self.size = int(self.size)
-        check_decoding(self.saturation, self.temperature, self.boost)
+        check_decoding(self.saturation, self.temperature, self.boost, self.boost_max)
+        if self.max_pixels is not None and not (_whole(self.max_pixels) and self.max_pixels >= 1):
+            raise AutocolorError(f"max_pixels (--max-pixels) must be a whole number >= 1, got {self.max_pixels!r}")
+        if not (isinstance(self.model, torch.nn.Module) or callable(getattr(self.model, "chroma", None))):
+            raise TypeError(f"Colorizer needs a model; got {type(self.model).__name__} (load one by name with "
+                            "Colorizer.load)")
         if isinstance(self.model, torch.nn.Module) and not is_fused(self.model):
             self.model = fuse_for_inference(self.model)
         self.model.eval()
         if self.boost_max is not None:
             self.boost_max = check_boost_max(self.boost_max)
-        self.device = torch.device(self.device)
+        self.device = pick_device(self.device)  # a user error, not an assertion deep in torch, without a GPU
         self.precision = pick_precision(self.precision, self.device) if isinstance(self.model, torch.nn.Module) \
             else "fp32"
 
@@ -168,7 +179,6 @@ class Colorizer:
 
         Without ``size``, the model card's ``colorize_size`` is used when it has one, else ``DEFAULT_SIZE``.
         """
-        from autocolor.runtime import pick_device
         from autocolor.weights import load_model
 
         dev = pick_device(device)
@@ -194,8 +204,12 @@ class Colorizer:
             if self.max_pixels and image.width * image.height > self.max_pixels:
                 raise ImageError(f"<image>: {image.width}x{image.height} pixels is more than the limit of "
                                  f"{self.max_pixels:,}")
-            photo = from_pil(ImageOps.exif_transpose(image))  # upright, as a file of the same photo is read
-            photo.meta = metadata(image)
+            meta = metadata(image)  # before turning it: the copy has no TIFF tags
+            try:
+                photo = from_pil(upright(image))  # upright, as a file of the same photo is read
+            except (OSError, ValueError, AssertionError) as exc:  # a closed or truncated image
+                raise ImageError(f"<image>: cannot decode: {first_line(exc)}") from None
+            photo.meta = meta
             return photo
         if isinstance(image, np.ndarray):
             if self.max_pixels and image.ndim >= 2 and image.shape[0] * image.shape[1] > self.max_pixels:
@@ -214,7 +228,7 @@ class Colorizer:
         photo = self.photo(image)
         sat = self.saturation if saturation is None else saturation
         temp = self.temperature if temperature is None else temperature
-        check_decoding(sat, temp, boost)
+        check_decoding(sat, temp, boost, boost_max)
         L = _lightness(photo)
         height, width = L.shape
         h, w = working_shape(height, width, self.size, self.model.size_multiple)
@@ -238,10 +252,9 @@ class Colorizer:
         """Colorize several images one by one (any sizes), yielding PIL images in order."""
         if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray)):
             raise TypeError("colorize_many takes a list of images or paths; for one image use colorize")
-        items = list(images)
-        bar = _bar(len(items), progress)
+        bar = _bar(len(images) if isinstance(images, Sized) else None, progress)  # a generator is read as it goes
         try:
-            for item in items:
+            for item in images:
                 yield self.colorize(item, **opts)
                 bar.update(1)
         finally:
@@ -291,10 +304,11 @@ class Colorizer:
         return written, errors
 
 
-def _bar(total: int, enabled: bool):
+def _bar(total: int | None, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="image", disable=not enabled or total < 2, dynamic_ncols=True, leave=False)
+    return tqdm(total=total, unit="image", disable=not enabled or (total is not None and total < 2),
+                dynamic_ncols=True, leave=False)
 
 
 def sample_paths() -> list[Path]:

@@ -92,10 +92,9 @@ def metadata(img: Image.Image) -> dict:
     orientation tag, since pixels are read upright. Unreadable EXIF is left out."""
     meta: dict = {}
     dpi = img.info.get("dpi")
-    untagged = getattr(img, "format", None) == "TIFF" and 282 not in getattr(img, "tag_v2", {})  # Pillow's (1, 1)
-    if isinstance(dpi, tuple) and len(dpi) == 2 and all(isinstance(v, numbers.Real) for v in dpi) and not untagged:
+    if isinstance(dpi, tuple) and len(dpi) == 2 and all(isinstance(v, numbers.Real) for v in dpi) and _real_dpi(img):
         values = (float(dpi[0]), float(dpi[1]))  # TIFF gives IFDRationals
-        if all(math.isfinite(v) and v > 0 for v in values):
+        if all(math.isfinite(v) and 1 <= v <= MAX_DPI for v in values):
             meta["dpi"] = values
     try:
         exif = _photo_exif(img.getexif())
@@ -108,7 +107,30 @@ def metadata(img: Image.Image) -> dict:
 
 EXIF_KEPT = (270, 271, 272, 305, 306, 315, 33432)  # description, make, model, software, date, artist, copyright
 EXIF_IFDS = (0x8769, 0x8825)  # the Exif sub-IFD (capture date, exposure...) and GPS
-EXIF_DROPPED = (0xA002, 0xA003)  # the pixel sizes before rotation
+EXIF_DROPPED = (0xA002, 0xA003, 0xA005, 0x927C)  # pre-rotation pixel sizes; Interop and MakerNote hold file offsets
+MAX_DPI = 65535  # JPEG's field; more is not a real resolution
+
+
+def _real_dpi(img: Image.Image) -> bool:
+    """Whether the file stated its resolution: Pillow fills in (1, 1) for an untagged TIFF and 72 for a JPEG whose
+    JFIF header gives only an aspect ratio."""
+    fmt = getattr(img, "format", None)
+    if fmt == "TIFF":
+        return 282 in getattr(img, "tag_v2", {})
+    if fmt == "JPEG":
+        return img.info.get("jfif_unit") in (1, 2) or 282 in img.getexif()
+    return True
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """A copy of ``img`` turned by its EXIF orientation, keeping its ``format`` (16-bit PNG and PGM are told apart
+    by it); an image whose EXIF cannot be read is taken as it is."""
+    try:
+        out = ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - junk EXIF: Pillow raises SyntaxError, struct.error...
+        return img
+    out.format = img.format
+    return out
 
 
 def _photo_exif(src: Image.Exif) -> Image.Exif:
@@ -249,7 +271,7 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
                 img.seek(0)
                 img.load()
                 meta = metadata(img)  # from the file itself (a TIFF's tags are not in an upright copy)
-                img = ImageOps.exif_transpose(img)
+                img = upright(img)
                 photo = from_pil(img, name)
                 photo.frames, photo.meta = frames, meta
                 return photo
@@ -304,7 +326,7 @@ def encode(img: Image.Image, fmt: str) -> bytes:
             del opts["dpi"]
     try:
         img.save(buf, FORMATS[fmt], **opts)
-    except (ValueError, OSError) as exc:  # an encoder's own limit, as one line
+    except Exception as exc:  # noqa: BLE001 - an encoder's own limits (ValueError, struct.error...), as one line
         raise ImageError(f"cannot encode as {fmt}: {first_line(exc)}") from None
     return buf.getvalue()
 

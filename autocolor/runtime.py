@@ -13,8 +13,10 @@ import torch
 from autocolor.errors import AutocolorError
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` -> cuda if available else cpu; ``cuda`` without a GPU is a user error."""
+def pick_device(name: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> cuda if available else cpu; ``cuda`` without a GPU is a user error. A ``torch.device`` is
+    taken by its name."""
+    name = str(name)
     if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
         raise AutocolorError(f"unknown device {name!r}; use auto, cpu or cuda")
     if name == "auto":

@@ -12,9 +12,9 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from autocolor.errors import positive_int, run_main
+from autocolor.errors import AutocolorError, positive_int, run_main
 from autocolor.evaluate import evaluate
-from autocolor.files import atomic_write_bytes
+from autocolor.files import atomic_write_bytes, why_unwritable
 from autocolor.runtime import machine_name
 from autocolor.train import TrainConfig, train
 
@@ -28,6 +28,8 @@ def main() -> None:
     ap.add_argument("--data", default=None)
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
+    if args.json and (args.json.is_dir() or why_unwritable(args.json)):  # found now, not after both trainings
+        raise AutocolorError(f"--json {args.json}: {why_unwritable(args.json) or 'is a folder; give a file name'}")
     results = {}
     for precision in ("fp32", "bf16"):
         out = args.out / precision

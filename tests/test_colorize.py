@@ -644,3 +644,66 @@ def test_outputs_keep_the_inputs_dpi_and_exif_without_orientation(model_path: Pa
         assert dict(out.getexif()) == {306: "2001:02:03 04:05:06", 271: "ScanCo"}
         if fmt != "webp":  # WebP has no resolution field
             assert [round(v) for v in out.info["dpi"]] == [600, 600]
+
+
+def test_api_settings_and_devices_are_user_errors(col: Colorizer, model_path: Path, monkeypatch) -> None:
+    assert Colorizer.load(str(model_path), device=torch.device("cpu")).device == torch.device("cpu")
+    for settings, why in ((dict(boost_max=9), "boost_max must be a number from 1 to 5"),
+                          (dict(boost_max="x"), "boost_max must be a number from 1 to 5"),
+                          (dict(max_pixels=-5), "max_pixels .* must be a whole number >= 1")):
+        with pytest.raises(AutocolorError, match=why):
+            Colorizer.load(str(model_path), **settings)
+    with pytest.raises(AutocolorError, match="boost_max must be"):
+        col.colorize(ramp(), boost_max=float("nan"))
+    with pytest.raises(TypeError, match="Colorizer needs a model; got str"):
+        Colorizer(model="default")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(AutocolorError, match="no CUDA GPU is available"):
+        Colorizer(model=col.model, device="cuda")
+
+
+def test_colorize_many_reads_a_generator_as_it_goes(col: Colorizer) -> None:
+    pulled: list[int] = []
+
+    def frames():
+        for i in range(5):
+            pulled.append(i)
+            yield ramp()
+
+    first = next(col.colorize_many(frames()))
+    assert first.size == (ramp().shape[1], ramp().shape[0]) and pulled == [0]
+
+
+def test_pil_images_with_junk_exif_or_closed_files(col: Colorizer, tmp_path: Path) -> None:
+    from autocolor.imageio import ImageError
+
+    Image.fromarray(ramp(), "L").save(tmp_path / "junk.webp", exif=b"junkjunkjunk", lossless=True)
+    with Image.open(tmp_path / "junk.webp") as img:
+        assert col.colorize(img).size == img.size  # as the same file given as a path
+    img = Image.open(tmp_path / "junk.webp")
+    img.close()
+    with pytest.raises(ImageError, match="<image>: cannot decode"):
+        col.colorize(img)
+
+
+def test_metadata_that_would_break_an_output_is_left_out(col: Colorizer, tmp_path: Path) -> None:
+    from autocolor.imageio import read_image
+
+    Image.fromarray(ramp(), "L").save(tmp_path / "huge.tif", dpi=(4e9, 4e9))
+    Image.fromarray(ramp(), "L").save(tmp_path / "aspect.jpg")  # JFIF aspect only: Pillow reports 72 dpi
+    exif = Image.Exif()
+    exif[271] = "Cam"
+    exif[0x8769] = {0x9003: "2001:02:03 04:05:06", 0xA005: 1234, 0x927C: b"maker offsets"}
+    Image.fromarray(ramp(), "L").save(tmp_path / "cam.jpg", exif=exif.tobytes())
+    assert "dpi" not in read_image(tmp_path / "huge.tif").meta and "dpi" not in read_image(tmp_path / "aspect.jpg").meta
+    kept = Image.Exif()
+    kept.load(read_image(tmp_path / "cam.jpg").meta["exif"])
+    assert kept.get_ifd(0x8769) == {0x9003: "2001:02:03 04:05:06"}  # offsets into the old file are not copied
+    assert main(["colorize", str(tmp_path / "huge.tif"), "-o", str(tmp_path / "out"), "--model", col.name]) == 0
+
+
+def test_16_bit_pgm_keeps_its_lightness(tmp_path: Path) -> None:
+    from autocolor.imageio import read_image
+
+    (tmp_path / "dark.pgm").write_bytes(b"P5 8 8 65535\n" + np.full((8, 8), 200, ">u2").tobytes())
+    assert np.allclose(read_image(tmp_path / "dark.pgm").pixels, 200 / 65535)  # Pillow opens it as mode I
