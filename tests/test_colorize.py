@@ -420,7 +420,7 @@ def test_temperature_reaches_chroma(col: Colorizer, monkeypatch) -> None:
 
 def test_boost_max_out_of_range_is_refused(model_path: Path) -> None:
     assert Colorizer.load(model_path, device="cpu", boost_max=2.5).boost_max == 2.5
-    with pytest.raises(ValueError, match="boost_max must be in"):
+    with pytest.raises(AutocolorError, match="boost_max must be a number from 1 to 5"):
         Colorizer.load(model_path, device="cpu", boost_max=0.5)
 
 
