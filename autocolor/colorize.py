@@ -72,6 +72,18 @@ def resolve_model(spec: str, notice: Callable[[str], None] | None = None) -> str
                          "(train one with `autocolor train`)")
 
 
+def _device(device: str | torch.device) -> torch.device:
+    """``auto`` and CUDA names go through ``pick_device`` (a user error without a GPU); any other device torch
+    knows (``cpu:0``, ``mps``) is taken as it is."""
+    name = str(device)
+    if name == "auto" or name.startswith("cuda"):
+        return pick_device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise AutocolorError(f"unknown device {name!r} ({first_line(exc)})") from None
+
+
 def _whole(x: object) -> bool:
     """An int-like number (numpy integers, 64.0) but not a bool or 64.5."""
     return not isinstance(x, bool) and (isinstance(x, numbers.Integral) or (isinstance(x, float) and x.is_integer()))
@@ -85,10 +97,12 @@ def check_decoding(saturation: float, temperature: float | None, boost: float | 
                                   ("boost", boost, False)):
         if value is None:
             continue
-        ok = isinstance(value, numbers.Real) and math.isfinite(value) and (value > 0 if positive else value >= 0)
+        ok = (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+              and (value > 0 if positive else value >= 0))
         if not ok:
             raise AutocolorError(f"{name} must be a finite number {'>' if positive else '>='} 0, got {value!r}")
-    if boost_max is not None and not (isinstance(boost_max, numbers.Real) and 1 <= boost_max <= MAX_BOOST):
+    if boost_max is not None and not (isinstance(boost_max, numbers.Real) and not isinstance(boost_max, bool)
+                                      and 1 <= boost_max <= MAX_BOOST):
         raise AutocolorError(f"boost_max must be a number from 1 to {MAX_BOOST:g} (the largest per-image chroma "
                              f"scale), got {boost_max!r}")
 
@@ -158,8 +172,9 @@ class Colorizer:
             raise AutocolorError(f"size (--size) must be a whole number from 8 to {MAX_SIZE}, got {self.size!r}")
         self.size = int(self.size)
         check_decoding(self.saturation, self.temperature, self.boost, self.boost_max)
-        if self.max_pixels is not None and not (_whole(self.max_pixels) and self.max_pixels >= 1):
-            raise AutocolorError(f"max_pixels (--max-pixels) must be a whole number >= 1, got {self.max_pixels!r}")
+        if self.max_pixels is not None and not (_whole(self.max_pixels) and self.max_pixels >= 0):
+            raise AutocolorError(f"max_pixels (--max-pixels) must be a whole number >= 1 (0 or None: no limit), got "
+                                 f"{self.max_pixels!r}")
         if not (isinstance(self.model, torch.nn.Module) or callable(getattr(self.model, "chroma", None))):
             raise TypeError(f"Colorizer needs a model; got {type(self.model).__name__} (load one by name with "
                             "Colorizer.load)")
@@ -168,7 +183,12 @@ class Colorizer:
         self.model.eval()
         if self.boost_max is not None:
             self.boost_max = check_boost_max(self.boost_max)
-        self.device = pick_device(self.device)  # a user error, not an assertion deep in torch, without a GPU
+        self.device = _device(self.device)
+        if isinstance(self.model, torch.nn.Module):
+            try:  # the folded copy (or the caller's folded model) runs where its inputs go
+                self.model.to(self.device)
+            except (RuntimeError, AssertionError) as exc:  # e.g. mps on a torch built without it
+                raise AutocolorError(f"cannot use device {str(self.device)!r}: {first_line(exc)}") from None
         self.precision = pick_precision(self.precision, self.device) if isinstance(self.model, torch.nn.Module) \
             else "fp32"
 

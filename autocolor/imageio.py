@@ -112,14 +112,23 @@ MAX_DPI = 65535  # JPEG's field; more is not a real resolution
 
 
 def _real_dpi(img: Image.Image) -> bool:
-    """Whether the file stated its resolution: Pillow fills in (1, 1) for an untagged TIFF and 72 for a JPEG whose
-    JFIF header gives only an aspect ratio."""
-    fmt = getattr(img, "format", None)
-    if fmt == "TIFF":
-        return 282 in getattr(img, "tag_v2", {})
-    if fmt == "JPEG":
-        return img.info.get("jfif_unit") in (1, 2) or 282 in img.getexif()
-    return True
+    """Whether the image's ``dpi`` was stated by its file: Pillow fills in (1, 1) for an untagged TIFF, and 72 for
+    a JPEG whose JFIF gives no unit and whose EXIF resolution it cannot use (no unit, a zero denominator). Also for
+    copies, which keep ``info`` but not the format or TIFF tags."""
+    info = img.info
+    if getattr(img, "format", None) == "TIFF" and hasattr(img, "tag_v2"):
+        return 282 in img.tag_v2
+    if getattr(img, "format", None) == "JPEG" or "jfif_unit" in info:
+        return info.get("jfif_unit") in (1, 2) or _exif_resolution(img.getexif())
+    return tuple(float(v) for v in info.get("dpi", ())) != (1.0, 1.0)
+
+
+def _exif_resolution(exif: Image.Exif) -> bool:
+    """Whether EXIF states a usable resolution: XResolution with a unit of inches or centimetres."""
+    try:
+        return exif.get(296) in (2, 3) and math.isfinite(float(exif[282])) and float(exif[282]) > 0
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return False
 
 
 def upright(img: Image.Image) -> Image.Image:
@@ -127,6 +136,8 @@ def upright(img: Image.Image) -> Image.Image:
     by it); an image whose EXIF cannot be read is taken as it is."""
     try:
         out = ImageOps.exif_transpose(img)
+    except MemoryError:
+        raise
     except Exception:  # noqa: BLE001 - junk EXIF: Pillow raises SyntaxError, struct.error...
         return img
     out.format = img.format

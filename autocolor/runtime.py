@@ -22,7 +22,7 @@ def pick_device(name: str | torch.device = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise AutocolorError("--device cuda asked for, but no CUDA GPU is available", rank_local=True)
+        raise AutocolorError(f"--device {name} asked for, but no CUDA GPU is available", rank_local=True)
     return torch.device(name)
 
 

@@ -662,6 +662,17 @@ def test_api_settings_and_devices_are_user_errors(col: Colorizer, model_path: Pa
         Colorizer(model=col.model, device="cuda")
 
 
+def test_direct_colorizers_take_any_device_torch_knows(col: Colorizer) -> None:
+    for device in ("cpu:0", torch.device("cpu", 0), "auto"):
+        built = Colorizer(model=col.model, device=device)
+        assert built.device.type == "cpu" and next(built.model.parameters()).device.type == "cpu"
+    with pytest.raises(AutocolorError, match="unknown device 'tpu'"):
+        Colorizer(model=col.model, device="tpu")
+    assert Colorizer(model=col.model, max_pixels=0).max_pixels == 0  # no limit, as read_image takes it
+    with pytest.raises(AutocolorError, match="boost_max must be"):
+        Colorizer(model=col.model, boost_max=True)
+
+
 def test_colorize_many_reads_a_generator_as_it_goes(col: Colorizer) -> None:
     pulled: list[int] = []
 
@@ -690,12 +701,23 @@ def test_metadata_that_would_break_an_output_is_left_out(col: Colorizer, tmp_pat
     from autocolor.imageio import read_image
 
     Image.fromarray(ramp(), "L").save(tmp_path / "huge.tif", dpi=(4e9, 4e9))
-    Image.fromarray(ramp(), "L").save(tmp_path / "aspect.jpg")  # JFIF aspect only: Pillow reports 72 dpi
+    from PIL.TiffImagePlugin import IFDRational
+
+    for name, tags in (("no_unit.jpg", {282: IFDRational(300, 1)}), ("div0.jpg", {282: IFDRational(1, 0), 296: 2})):
+        bad = Image.Exif()
+        bad.update({271: "Cam", **tags})  # an EXIF resolution Pillow cannot use: it reports 72 dpi
+        Image.fromarray(ramp(), "L").save(tmp_path / name, exif=bad.tobytes())
+        with Image.open(tmp_path / name) as img:
+            assert img.info["dpi"] == (72, 72)
+            assert "dpi" not in read_image(tmp_path / name).meta and "dpi" not in col.photo(img.copy()).meta
     exif = Image.Exif()
     exif[271] = "Cam"
     exif[0x8769] = {0x9003: "2001:02:03 04:05:06", 0xA005: 1234, 0x927C: b"maker offsets"}
     Image.fromarray(ramp(), "L").save(tmp_path / "cam.jpg", exif=exif.tobytes())
-    assert "dpi" not in read_image(tmp_path / "huge.tif").meta and "dpi" not in read_image(tmp_path / "aspect.jpg").meta
+    assert "dpi" not in read_image(tmp_path / "huge.tif").meta
+    Image.fromarray(ramp(), "L").save(tmp_path / "untagged.tif")
+    with Image.open(tmp_path / "untagged.tif") as img:  # a copy has no TIFF tags: its (1, 1) is still not believed
+        assert img.info["dpi"] == (1, 1) and "dpi" not in col.photo(img.copy()).meta
     kept = Image.Exif()
     kept.load(read_image(tmp_path / "cam.jpg").meta["exif"])
     assert kept.get_ifd(0x8769) == {0x9003: "2001:02:03 04:05:06"}  # offsets into the old file are not copied
