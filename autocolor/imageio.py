@@ -165,11 +165,35 @@ def from_pil(img: Image.Image, source: str = "<image>") -> Photo:
     return photo
 
 
+ICC_MODES = {"L": "RGB", "RGB": "RGB", "RGBA": "RGBA", "CMYK": "RGB"}  # what LittleCMS converts, and into
+
+
+def to_srgb(img: Image.Image) -> Image.Image:
+    """``img`` converted from its embedded ICC profile to sRGB (Pillow's ImageCms, LittleCMS), so lightness is
+    read as the file means it: a grey image becomes neutral RGB. Without a profile, with one that does not fit its
+    mode, or in other modes (16-bit, palette...), ``img`` is returned as it is, read as sRGB."""
+    icc = img.info.get("icc_profile")
+    if not icc or img.mode not in ICC_MODES:
+        return img
+    try:
+        from PIL import ImageCms
+
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        out = ImageCms.profileToProfile(img, src, ImageCms.createProfile("sRGB"), outputMode=ICC_MODES[img.mode])
+    except MemoryError:
+        raise
+    except Exception:  # noqa: BLE001 - a broken profile, or one for another colour space: read as sRGB
+        return img
+    out.info = {k: v for k, v in img.info.items() if k != "icc_profile"}
+    return out
+
+
 def _from_pil(img: Image.Image, source: str) -> Photo:
     if img.width == 0 or img.height == 0:
         raise ImageError(f"{source}: empty image ({img.width}x{img.height} pixels)")
-    mode = img.mode
     alpha = _key_alpha(img)  # a PNG/TIFF tRNS colour key in a grey or RGB image (palette images: below)
+    img = to_srgb(img)
+    mode = img.mode
     if mode in ("1", "L"):
         grey = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
         return Photo(grey, alpha, False, source)

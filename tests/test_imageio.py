@@ -347,3 +347,38 @@ def test_odd_colour_keys_and_16_bit_png_in_mode_i(tmp_path: Path) -> None:
     assert np.allclose(from_pil(dark).pixels, 189 / 65535)
     dark.format = None  # an int32 array of 8-bit values
     assert np.allclose(from_pil(dark).pixels, 189 / 255)
+
+
+def _grey_profile(gamma: float) -> bytes:
+    """A minimal ICC v2 grey display profile (description, white point, one gamma curve)."""
+    import struct
+
+    def s15(x: float) -> bytes:
+        return struct.pack(">i", round(x * 65536))
+
+    white = s15(0.9642) + s15(1.0) + s15(0.8249)
+    text = b"grey test\0"
+    tags = [(b"desc", b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(8 + 3 + 67)),
+            (b"wtpt", b"XYZ " + bytes(4) + white),
+            (b"kTRC", b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256)) + bytes(2))]
+    table, data, start = b"", b"", 128 + 4 + 12 * len(tags)
+    for sig, body in tags:
+        data += bytes(-(start + len(data)) % 4)
+        table += sig + struct.pack(">II", start + len(data), len(body))
+        data += body
+    body = struct.pack(">I", len(tags)) + table + data
+    header = (struct.pack(">I", 128 + len(body)) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"mntrGRAYXYZ " + bytes(12)
+              + b"acspAPPL" + bytes(24) + white + bytes(48))
+    assert len(header) == 128
+    return header + body
+
+
+def test_embedded_icc_profiles_are_converted_to_srgb(tmp_path: Path) -> None:
+    grey = np.full((H, W), 128, np.uint8)
+    Image.fromarray(grey).save(tmp_path / "linear.png", icc_profile=_grey_profile(1.0))  # linear light: 128 is bright
+    Image.fromarray(grey).save(tmp_path / "plain.png")
+    Image.fromarray(grey).save(tmp_path / "broken.png", icc_profile=b"not a profile")
+    linear = read_image(tmp_path / "linear.png")
+    assert not linear.colour and abs(float(linear.pixels.mean()) * 255 - 188) < 1.5  # sRGB of linear 0.502
+    for name in ("plain.png", "broken.png"):
+        assert np.allclose(read_image(tmp_path / name).pixels, 128 / 255)
