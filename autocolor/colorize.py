@@ -7,6 +7,7 @@ L*, so the result has the input's size and lightness (up to gamut clipping and 8
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 import os
@@ -178,17 +179,20 @@ class Colorizer:
         if not (isinstance(self.model, torch.nn.Module) or callable(getattr(self.model, "chroma", None))):
             raise TypeError(f"Colorizer needs a model; got {type(self.model).__name__} (load one by name with "
                             "Colorizer.load)")
-        if isinstance(self.model, torch.nn.Module) and not is_fused(self.model):
+        copied = isinstance(self.model, torch.nn.Module) and not is_fused(self.model)
+        if copied:
             self.model = fuse_for_inference(self.model)
         self.model.eval()
         if self.boost_max is not None:
             self.boost_max = check_boost_max(self.boost_max)
         self.device = _device(self.device)
         if isinstance(self.model, torch.nn.Module):
-            try:  # the folded copy (or the caller's folded model) runs where its inputs go
-                self.model.to(self.device)
-            except (RuntimeError, AssertionError) as exc:  # e.g. mps on a torch built without it
-                raise AutocolorError(f"cannot use device {str(self.device)!r}: {first_line(exc)}") from None
+            where = next(self.model.parameters(), torch.empty(0)).device
+            if (where.type, where.index or 0) != (self.device.type, self.device.index or 0):
+                try:  # the model runs where its inputs go; a model passed in already folded is copied, not moved
+                    self.model = (self.model if copied else copy.deepcopy(self.model)).to(self.device)
+                except (RuntimeError, AssertionError) as exc:  # e.g. mps on a torch built without it
+                    raise AutocolorError(f"cannot use device {str(self.device)!r}: {first_line(exc)}") from None
         self.precision = pick_precision(self.precision, self.device) if isinstance(self.model, torch.nn.Module) \
             else "fp32"
 

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from autocolor.errors import AutocolorError, first_line
 from autocolor.files import IMAGE_EXTS, image_files
+from autocolor.imageio import to_srgb
 
 GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 GREY_TOLERANCE = 4  # an RGB image whose channels never differ by more than this (0..255) is grey
@@ -172,7 +173,7 @@ def open_rgb(path: str, min_side: int) -> Image.Image:
         warnings.simplefilter("ignore")
         with Image.open(path) as im:
             im.draft("RGB", (min_side, min_side))
-            im = ImageOps.exif_transpose(im)
+            im = to_srgb(ImageOps.exif_transpose(im))  # a profile is read as colorize reads it
             return im.convert("RGB")
 
 

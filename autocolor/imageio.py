@@ -120,7 +120,10 @@ def _real_dpi(img: Image.Image) -> bool:
         return 282 in img.tag_v2
     if getattr(img, "format", None) == "JPEG" or "jfif_unit" in info:
         return info.get("jfif_unit") in (1, 2) or _exif_resolution(img.getexif())
-    return tuple(float(v) for v in info.get("dpi", ())) != (1.0, 1.0)
+    dpi = tuple(info.get("dpi", ()))
+    if "exif" in info and dpi == (72, 72) and all(type(v) is int for v in dpi):  # a camera JPEG's copy: the filler
+        return _exif_resolution(img.getexif())
+    return tuple(float(v) for v in dpi) != (1.0, 1.0)
 
 
 def _exif_resolution(exif: Image.Exif) -> bool:
@@ -179,6 +182,8 @@ def to_srgb(img: Image.Image) -> Image.Image:
         from PIL import ImageCms
 
         src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if ImageCms.getProfileDescription(src).strip().startswith("sRGB") and img.mode != "CMYK":
+            return img  # already sRGB (phones, cameras): converting would cost time and change nothing
         out = ImageCms.profileToProfile(img, src, ImageCms.createProfile("sRGB"), outputMode=ICC_MODES[img.mode])
     except MemoryError:
         raise

@@ -662,10 +662,14 @@ def test_api_settings_and_devices_are_user_errors(col: Colorizer, model_path: Pa
         Colorizer(model=col.model, device="cuda")
 
 
-def test_direct_colorizers_take_any_device_torch_knows(col: Colorizer) -> None:
+def test_direct_colorizers_take_any_device_torch_knows(col: Colorizer, model_path: Path) -> None:
+    own = Colorizer.load(str(model_path), device="cpu")  # not the shared fixture: nothing here may move it
     for device in ("cpu:0", torch.device("cpu", 0), "auto"):
-        built = Colorizer(model=col.model, device=device)
+        built = Colorizer(model=own.model, device=device)
         assert built.device.type == "cpu" and next(built.model.parameters()).device.type == "cpu"
+    elsewhere = Colorizer(model=own.model, device="meta")  # another device: a copy goes there
+    assert next(elsewhere.model.parameters()).is_meta and elsewhere.model is not own.model
+    assert next(own.model.parameters()).device.type == "cpu" and own.colorize(ramp()).size == (W, H)
     with pytest.raises(AutocolorError, match="unknown device 'tpu'"):
         Colorizer(model=col.model, device="tpu")
     assert Colorizer(model=col.model, max_pixels=0).max_pixels == 0  # no limit, as read_image takes it
@@ -715,6 +719,12 @@ def test_metadata_that_would_break_an_output_is_left_out(col: Colorizer, tmp_pat
     exif[0x8769] = {0x9003: "2001:02:03 04:05:06", 0xA005: 1234, 0x927C: b"maker offsets"}
     Image.fromarray(ramp(), "L").save(tmp_path / "cam.jpg", exif=exif.tobytes())
     assert "dpi" not in read_image(tmp_path / "huge.tif").meta
+    camera = Image.Exif()
+    camera[271] = "Phone"  # EXIF without a resolution and no JFIF header: Pillow fills in (72, 72)
+    Image.fromarray(ramp(), "L").save(tmp_path / "phone.jpg", exif=camera.tobytes())
+    with Image.open(tmp_path / "phone.jpg") as img:
+        img.info.pop("jfif_unit", None)  # as in a file without APP0
+        assert img.info["dpi"] == (72, 72) and "dpi" not in col.photo(img.copy()).meta
     Image.fromarray(ramp(), "L").save(tmp_path / "untagged.tif")
     with Image.open(tmp_path / "untagged.tif") as img:  # a copy has no TIFF tags: its (1, 1) is still not believed
         assert img.info["dpi"] == (1, 1) and "dpi" not in col.photo(img.copy()).meta

@@ -382,3 +382,19 @@ def test_embedded_icc_profiles_are_converted_to_srgb(tmp_path: Path) -> None:
     assert not linear.colour and abs(float(linear.pixels.mean()) * 255 - 188) < 1.5  # sRGB of linear 0.502
     for name in ("plain.png", "broken.png"):
         assert np.allclose(read_image(tmp_path / name).pixels, 128 / 255)
+
+
+def test_srgb_profiles_are_taken_as_they_are_and_training_reads_profiles_too(tmp_path: Path, monkeypatch) -> None:
+    from PIL import ImageCms
+
+    from autocolor import imageio
+    from autocolor.folders import open_rgb
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rgb = Image.fromarray(np.stack([ramp()] * 3, axis=-1))
+    rgb.info["icc_profile"] = srgb
+    monkeypatch.setattr(ImageCms, "profileToProfile", lambda *a, **k: pytest.fail("sRGB was converted"))
+    assert imageio.to_srgb(rgb) is rgb
+    monkeypatch.undo()
+    Image.fromarray(np.full((H, W), 128, np.uint8)).save(tmp_path / "linear.png", icc_profile=_grey_profile(1.0))
+    assert abs(float(np.asarray(open_rgb(str(tmp_path / "linear.png"), 32)).mean()) - 188) < 1.5
