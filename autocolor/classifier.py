@@ -20,7 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from autocolor.colour import to_float
-from autocolor.data import VAL_SIZE, epoch_batches, load_split
+from autocolor.data import VAL_SIZE, epoch_batches, load_split, shift_images
 from autocolor.errors import AutocolorError, first_line, positive_int, run_main
 from autocolor.files import atomic_write_bytes, why_unwritable
 from autocolor.runtime import autocast, machine_name, pick_device, pick_precision, warmup_fraction
@@ -54,15 +54,10 @@ class Classifier(nn.Module):
 
 
 def random_crop(images: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Per-image random translation by up to ``pad`` pixels (reflect padding), done in bulk."""
-    n, _, h, w = images.shape
-    padded = F.pad(images.float(), (pad, pad, pad, pad), mode="reflect")
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    rows = (dy[:, None] + torch.arange(h))[:, None, :, None].expand(n, 3, h, w + 2 * pad)
-    out = padded.gather(2, rows)
-    cols = (dx[:, None] + torch.arange(w))[:, None, None, :].expand(n, 3, h, w)
-    return out.gather(3, cols).to(torch.uint8)
+    """Per-image random translation by up to ``pad`` pixels, mirrored at the borders (``data.shift_images``)."""
+    dy = torch.randint(0, 2 * pad + 1, (len(images),), generator=gen)
+    dx = torch.randint(0, 2 * pad + 1, (len(images),), generator=gen)
+    return shift_images(images, pad - dy, pad - dx)
 
 
 @torch.no_grad()

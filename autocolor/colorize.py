@@ -20,23 +20,27 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from autocolor.colour import greyscale, lab_from, saturate, to_uint8
+from autocolor.colour import grey_rgb, greyscale, lab_from, saturate, to_uint8
 from autocolor.errors import AutocolorError, first_line
+from autocolor.files import atomic_write_bytes
 from autocolor.fuse import fuse_for_inference, is_fused
 from autocolor.imageio import (
     DEFAULT_MAX_PIXELS,
     ImageError,
     Photo,
+    encode,
     from_array,
     from_pil,
     metadata,
     read_image,
     to_pil,
     upright,
+    write_image,
 )
 from autocolor.nets import decoding_options
 from autocolor.runtime import autocast, pick_device, pick_precision
 from autocolor.unet import MAX_BOOST, check_boost_max
+from autocolor.weights import bundled_names, load_model
 
 # Long side of the model's input. Measured with benchmarks/colorize_size.py on the sample photos: PSNR/SSIM/AuC
 # peak at 64-128 for the seed model (CIFAR-trained, 32x32) and larger sizes add false blue/green blotches;
@@ -55,7 +59,6 @@ class BatchError(AutocolorError):
 
 def resolve_model(spec: str, notice: Callable[[str], None] | None = None) -> str:
     """``default`` falls back to the best bundled model while ``default`` itself is not bundled."""
-    from autocolor.weights import bundled_names
 
     names = bundled_names()
     if spec != "default" or "default" in names or any(Path(spec).glob("*.safetensors")) or Path(spec).is_file():
@@ -203,7 +206,6 @@ class Colorizer:
 
         Without ``size``, the model card's ``colorize_size`` is used when it has one, else ``DEFAULT_SIZE``.
         """
-        from autocolor.weights import load_model
 
         dev = pick_device(device)
         spec = resolve_model(str(spec), notice)
@@ -293,7 +295,6 @@ class Colorizer:
 
         Returns (written outputs, [(failed input, one-line message)]).
         """
-        from autocolor.imageio import write_image
 
         written: list[Path] = []
         errors: list[tuple[Path, str]] = []
@@ -345,9 +346,6 @@ def make_sheet(output: str | os.PathLike = "demo.png", model: str = "default", d
                notice: Callable[[str], None] | None = None, colorizer: Colorizer | None = None,
                height: int = 192) -> Path:
     """Colorize the sample photos and write one PNG sheet, a row per photo: grey | colorized | original."""
-    from autocolor.colour import grey_rgb
-    from autocolor.files import atomic_write_bytes
-    from autocolor.imageio import encode
 
     col = colorizer or Colorizer.load(model, device=device, notice=notice)
     rows = []

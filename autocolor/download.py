@@ -42,12 +42,9 @@ def _fetch(url: str, dest: Path, progress: bool) -> None:
 
 
 def md5sum(path: Path) -> str:
-    """Hex MD5 of a file, read in 1 MiB chunks."""
-    h = hashlib.md5()
+    """Hex MD5 of a file (``hashlib.file_digest``, read in chunks)."""
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def _safe_extract(archive: Path, dest: Path) -> None:

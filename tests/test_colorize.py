@@ -184,7 +184,7 @@ def test_pixel_limit_for_arrays(model_path: Path) -> None:
 
 
 def test_default_model_fallback(monkeypatch) -> None:
-    import autocolor.weights as weights
+    import autocolor.colorize as weights  # where resolve_model looks the bundled names up
 
     notes: list[str] = []
     monkeypatch.setattr(weights, "bundled_names", lambda: ["seed", "seed-lab"])
