@@ -137,12 +137,12 @@ def evaluate_folder(model: ColorNet, card: dict, spec: str | os.PathLike, folder
     Greyscale and unreadable files are skipped (and counted), as in training. Models without an
     ``image_size`` in their card were trained on CIFAR-10 and are scored at 32 x 32.
     """
-    from autocolor.folders import FolderDataset, eval_loader, scan
+    from autocolor.folders import FolderDataset, eval_loader, scan_option
     from autocolor.inference import colorize_batch
 
     size = int(card.get("image_size") or card.get("training", {}).get("image_size") or 32)
     precision = pick_precision(precision, torch.device(device))
-    found = scan(folder, workers)
+    found = scan_option("--images", folder, workers)
     files = found.files[:max_images] if max_images else found.files
     dataset = FolderDataset(files, size, train=False)
     pred_acc, grey_acc, cf_truth = _Accumulator(), _Accumulator(), 0.0

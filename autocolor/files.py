@@ -46,10 +46,19 @@ def why_unwritable(path: Path) -> str | None:
     return None
 
 
+RUN_MARKERS = ("checkpoint.pt", "metrics.jsonl")  # a training run's folder (with model.json + model.safetensors)
+
+
+def is_run_folder(names: set[str] | list[str]) -> bool:
+    """Whether a folder holding ``names`` is a training run's (its sample sheets and loss curve are not photos)."""
+    names = set(names)
+    return any(m in names for m in RUN_MARKERS) or {"model.json", "model.safetensors"} <= names
+
+
 def image_files(root: str | os.PathLike, exclude: str | os.PathLike | None = None) -> list[str]:
     """Image files under ``root``, recursively and sorted. Links are followed, but each folder and each file is
-    listed once (a link loop or a second link to the same photos adds nothing); hidden names and ``exclude``'s
-    folder (e.g. a run folder inside the photos) are left out."""
+    listed once (a link loop or a second link to the same photos adds nothing); hidden names, ``exclude``'s
+    folder and training runs' folders below ``root`` (e.g. runs kept inside the photos) are left out."""
     skip = Path(exclude).expanduser().resolve() if exclude is not None else None
     if skip is not None and Path(root).expanduser().resolve().is_relative_to(skip):
         skip = None  # only a folder strictly inside ``root`` is left out, never ``root`` itself
@@ -62,7 +71,9 @@ def image_files(root: str | os.PathLike, exclude: str | os.PathLike | None = Non
         except OSError:  # gone since os.walk listed it
             dirs[:] = []
             continue
-        if (st.st_dev, st.st_ino) in seen_dirs or (skip is not None and Path(folder).resolve().is_relative_to(skip)):
+        below_root = bool(seen_dirs)  # os.walk gives ``root`` first
+        if ((st.st_dev, st.st_ino) in seen_dirs or (skip is not None and Path(folder).resolve().is_relative_to(skip))
+                or (below_root and is_run_folder(files))):
             dirs[:] = []
             continue
         seen_dirs.add((st.st_dev, st.st_ino))

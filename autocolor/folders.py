@@ -129,17 +129,26 @@ class FolderSplit:
     description: str
 
 
+def scan_option(flag: str, root: str | os.PathLike, workers: int = 0,
+              exclude: str | os.PathLike | None = None) -> FolderScan:
+    """``scan``, with its errors naming the option the folder came from."""
+    try:
+        return scan(root, workers, exclude)
+    except AutocolorError as exc:
+        raise AutocolorError(f"{flag}: {exc}") from None
+
+
 def split_folders(images: str, val_images: str | None = None, val_fraction: float = 0.05,
                   max_images: int | None = None, workers: int = 0,
                   exclude: str | os.PathLike | None = None) -> FolderSplit:
     """Scan ``images`` (and ``val_images``); hold out a fixed seeded ``val_fraction`` when no val folder.
     ``exclude`` (the run's own folder, when it lies inside the photos) is never scanned."""
-    main = scan(images, workers, exclude)
+    main = scan_option("--images", images, workers, exclude)
     order = torch.randperm(len(main.files), generator=torch.Generator().manual_seed(VAL_SEED)).tolist()
     shuffled = [main.files[i] for i in order]
     scans = [main]
     if val_images:
-        val_scan = scan(val_images, workers, exclude)
+        val_scan = scan_option("--val-images", val_images, workers, exclude)
         scans.append(val_scan)
         held = {os.path.realpath(f) for f in val_scan.files}
         train, val = [f for f in shuffled if os.path.realpath(f) not in held], val_scan.files
@@ -231,8 +240,9 @@ class FolderDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         failed = -1
-        for attempt in range(LOAD_RETRIES):
-            i = (index + attempt) % len(self.files)
+        stride = len(self.files) // LOAD_RETRIES + 1  # tries spread over the folder: a deleted sub-folder of
+        for attempt in range(LOAD_RETRIES):            # neighbours cannot use them all up
+            i = (index + attempt * stride) % len(self.files)
             try:
                 return self.load(i), failed
             except Exception as exc:  # noqa: BLE001 - a file changed or broke after the scan: use a neighbour
@@ -240,8 +250,8 @@ class FolderDataset(Dataset):
                     failed = i
                     print(f"autocolor: warning: cannot load {self.files[i]} ({_short(exc)}); using another image",
                           file=sys.stderr)
-        raise AutocolorError(f"{LOAD_RETRIES} images in a row failed to load, from {self.files[index]} on; "
-                             f"is the folder still readable?")
+        raise AutocolorError(f"{LOAD_RETRIES} images spread over the folder failed to load, from {self.files[index]} "
+                             f"on; is the folder still readable?")
 
 
 class ShardSampler(DistributedSampler):

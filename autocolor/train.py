@@ -21,7 +21,7 @@ from autocolor import distributed as ddp
 from autocolor.colour import grey_rgb, lab_and_input, to_float, to_uint8
 from autocolor.data import Split, epoch_batches, load_split
 from autocolor.errors import AutocolorError, first_line
-from autocolor.files import atomic_write_bytes
+from autocolor.files import atomic_write_bytes, why_unwritable
 from autocolor.folders import FolderDataset, eval_loader, load_stack, split_folders, train_loader
 from autocolor.inference import colorize_all
 from autocolor.metrics import psnr, ssim
@@ -160,9 +160,10 @@ def _data_failed(exc: BaseException, info: ddp.DistInfo, out: Path, epoch: int, 
             return AutocolorError(f"reading the training images failed at epoch {epoch + 1}, step {step}: {why}; "
                                   f"saving a checkpoint failed too ({first_line(err)}); {kept}")
         return AutocolorError(f"reading the training images failed at epoch {epoch + 1}, step {step}: {why}; "
-                              f"checkpoint saved at step {step} in {out}, continue with --resume")
-    kept = (f"the last epoch's checkpoint in {out} is kept, continue with --resume" if (out / CHECKPOINT).is_file()
-            else "no checkpoint was saved yet")
+                              f"checkpoint saved at step {step} in {out}: restore or fix the files, then continue "
+                              "with --resume")
+    kept = (f"the last epoch's checkpoint in {out} is kept: restore or fix the files, then continue with --resume"
+            if (out / CHECKPOINT).is_file() else "no checkpoint was saved yet")
     return AutocolorError(f"reading the training images failed at epoch {epoch + 1}, step {step}: {why}; {kept}",
                           rank_local=True)
 
@@ -381,6 +382,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     if cfg.batch_size % world:  # checked before joining the group, so every rank fails at once
         raise AutocolorError(f"--batch-size {cfg.batch_size} is the global batch and must be divisible by the "
                              f"{world} processes")
+    out = Path(cfg.out).expanduser()  # checked before any data is read, not at mkdir
+    why = "is a file, not a folder" if out.is_file() else why_unwritable(out / CHECKPOINT)
+    if why:
+        raise AutocolorError(f"--out {cfg.out}: {why}; give a folder for the run")
     for flag, folder in (("--images", cfg.images), ("--val-images", cfg.val_images)):
         if folder and Path(cfg.out).expanduser().resolve() == Path(folder).expanduser().resolve():
             raise AutocolorError(f"--out {cfg.out} is the {flag} folder: the run's sample sheets would be read as "
@@ -408,6 +413,20 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
         raise
 
 
+def _resumable(cfg: TrainConfig, info: ddp.DistInfo, out: Path) -> dict:
+    """The run's checkpoint (read by rank 0, sent to every rank), once its settings are checked against ``cfg``."""
+    ck = ddp.run_on_main(info, lambda: _load_checkpoint(out / CHECKPOINT))
+    # these fix the model, the LR schedule's length and the data order, so they must not change on resume
+    fixed = ("model", "model_config", "epochs", "batch_size", "lr", "weight_decay", "max_images", "seed",
+             "images", "val_images", "val_fraction", "image_size", "shift", "zoom", "contrast", "final_fit")
+    was = {k: ck["config"].get(k, getattr(TrainConfig(), k)) for k in fixed}  # older checkpoints: defaults
+    changed = [f"--{k.replace('_', '-')} {was[k]} (now {getattr(cfg, k)})" for k in fixed
+               if _setting(k, was[k]) != _setting(k, getattr(cfg, k))]
+    if changed:
+        raise AutocolorError(f"--resume: {out} holds a run with {', '.join(changed)}; pass the same settings")
+    return ck
+
+
 def _train_in(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device, out: Path) -> Path:
     precision = pick_precision(cfg.precision, device)
     if device.type == "cuda":
@@ -426,10 +445,13 @@ def _train_in(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device, o
     if info.enabled:  # weights come from rank 0 (DDP broadcasts them); other randomness differs per rank
         torch.manual_seed(cfg.seed + 7919 * (info.rank + 1))
     size, multiple = (cfg.image_size or DEFAULT_IMAGE_SIZE) if cfg.images else 32, model.size_multiple
+    if cfg.images:
+        multiple = math.lcm(multiple, 8)  # folder crops are multiples of 8 too
     if size % multiple:  # checked before any data is read or scanned
         hint = "; choose another --image-size" if cfg.images else ""
         raise AutocolorError(f"{cfg.model} with this --model-config needs image sides that are multiples of "
                              f"{multiple}, and the training images are {size}x{size}{hint}")
+    ck = _resumable(cfg, info, out) if cfg.resume else None  # settings compared before a long folder scan
     data = _folder_data(cfg, info, device, log) if cfg.images else _cifar_data(cfg, info, device)
     steps = data.steps
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -437,17 +459,7 @@ def _train_in(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device, o
                                                 pct_start=warmup_fraction(cfg.epochs * steps, 0.2))
     epoch, step, records, elapsed, loss_sum, seen = 0, 0, [], 0.0, 0.0, 0
     wall = 0.0  # like ``elapsed`` but with validation, metrics and sample sheets: the run's whole time
-    if cfg.resume:
-        ck = ddp.run_on_main(info, lambda: _load_checkpoint(out / CHECKPOINT))  # one file, sent to every rank
-        # these fix the model, the LR schedule's length and the data order, so they must not change on resume
-        fixed = ("model", "model_config", "epochs", "batch_size", "lr", "weight_decay", "max_images", "seed",
-                 "images", "val_images", "val_fraction", "image_size", "shift", "zoom", "contrast",
-                 "final_fit")
-        was = {k: ck["config"].get(k, getattr(TrainConfig(), k)) for k in fixed}  # older checkpoints: defaults
-        changed = [f"--{k.replace('_', '-')} {was[k]} (now {getattr(cfg, k)})" for k in fixed
-                   if _setting(k, was[k]) != _setting(k, getattr(cfg, k))]
-        if changed:
-            raise AutocolorError(f"--resume: {out} holds a run with {', '.join(changed)}; pass the same settings")
+    if ck is not None:
         then = ck.get("files")
         if then and data.files and tuple(then) != data.files:
             raise AutocolorError(f"--resume: the image folders changed since {out} started ({then[0]:,} training and "
@@ -524,7 +536,7 @@ def _train_in(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device, o
                                 else "no checkpoint was saved")
                         raise AutocolorError(f"loss became NaN/inf at epoch {epoch + 1}, step {step}; "
                                              f"try a lower --lr (now {cfg.lr}); {kept}")
-                    rate = bar.format_dict.get("rate") or 0.0
+                    rate = (step - first_step) / max(time.perf_counter() - t0, 1e-9)  # tqdm's own is None at first
                     bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.4f}", img_s=f"{rate * cfg.batch_size:.0f}")
                 if stopping:
                     spent = time.perf_counter() - t0

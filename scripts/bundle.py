@@ -1,6 +1,7 @@
 """Copy a finished training run into the package as a bundled model: autocolor/bundled/NAME.{safetensors,json}.
 
-Usage: python scripts/bundle.py RUN_DIR NAME [--heldout RUN_DIR2]
+Usage: python scripts/bundle.py RUN_DIR NAME [--heldout RUN_DIR2] [--overwrite]
+NAME is a plain name (letters, digits, - and _); a bundled model of that name is replaced only with --overwrite.
 A ``--final-fit`` run (trained on the validation images too) has no honest validation curve of its own;
 --heldout names the run of the same recipe on the 45,000 training images whose validation history the
 card then carries (``training.heldout_run``) for the time-to-quality plot.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -23,7 +25,14 @@ def _history(run_weights: Path) -> list[dict]:
     return [json.loads(line) for line in metrics.read_text().splitlines() if line] if metrics.is_file() else []
 
 
-def bundle(run: str, name: str, heldout: str | None = None) -> Path:
+def bundle(run: str, name: str, heldout: str | None = None, overwrite: bool = False) -> Path:
+    """Copy ``run``'s weights and card to ``BUNDLED/NAME`` (a plain name; an existing one only with ``overwrite``)."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
+        raise AutocolorError(f"NAME {name!r}: use letters, digits, - and _ (it becomes {name}.safetensors in "
+                             f"{BUNDLED})")
+    dst = BUNDLED / f"{name}.safetensors"
+    if (dst.exists() or dst.with_suffix(".json").exists()) and not overwrite:
+        raise AutocolorError(f"{name} is already bundled ({dst}); pass --overwrite to replace it")
     src = resolve(run)
     card = load_card(src)
     card["name"] = name
@@ -41,7 +50,6 @@ def bundle(run: str, name: str, heldout: str | None = None) -> Path:
             "seconds": twin["training"]["seconds"], "validation": twin["metrics"]["validation"],
             "history": _history(Path(twin_weights))}
     BUNDLED.mkdir(exist_ok=True)
-    dst = BUNDLED / f"{name}.safetensors"
     shutil.copyfile(src, dst)
     write_card(dst, card)
     return dst
@@ -52,8 +60,9 @@ def main() -> None:
     ap.add_argument("run")
     ap.add_argument("name")
     ap.add_argument("--heldout", default=None, metavar="RUN_DIR2")
+    ap.add_argument("--overwrite", action="store_true", help="replace a bundled model of the same name")
     args = ap.parse_args()
-    print(bundle(args.run, args.name, args.heldout))
+    print(bundle(args.run, args.name, args.heldout, args.overwrite))
 
 
 if __name__ == "__main__":

@@ -122,6 +122,21 @@ def test_file_broken_after_scan_is_replaced_in_workers(tmp_path):
     assert len(part) == 4  # rank 1 of 2 scores images 1, 3, 5, 7
 
 
+def test_a_deleted_run_of_neighbours_does_not_stop_a_sample(tmp_path, capsys):
+    root = make_folder(tmp_path / "photos", n=24)
+    files = scan(root).files
+    for f in files[4:14]:  # ten neighbours in sorted order gone, e.g. a deleted sub-folder
+        Path(f).unlink()
+    ds = FolderDataset(files, 16, train=True)
+    image, failed = ds[4]
+    assert image.shape == (3, 16, 16) and failed == 4
+    assert f"cannot load {files[4]}" in capsys.readouterr().err
+    for f in files:
+        Path(f).unlink(missing_ok=True)
+    with pytest.raises(AutocolorError, match="8 images spread over the folder failed to load"):
+        ds[0]
+
+
 def test_train_on_folder_then_evaluate_it(tmp_path, capsys):
     torch.set_num_threads(1)
     root = make_folder(tmp_path / "photos", n=24)
@@ -246,3 +261,43 @@ def test_resume_fingerprint_ignores_where_the_folder_is_reached_from(tmp_path, m
     assert _fingerprint(a, False) == _fingerprint(b, False) == _fingerprint(c, False)
     (root / "a" / "img01.png").unlink()
     assert _fingerprint(split_folders(str(root), val_fraction=0.2), False) != _fingerprint(a, False)
+
+
+def test_other_runs_inside_the_photos_are_not_photos(tmp_path):
+    root = make_folder(tmp_path / "photos", n=4)
+    plain = list_images(root)
+    for name, markers in (("r1", ["metrics.jsonl"]), ("r2", ["checkpoint.pt"]), ("r3", ["model.json",
+                                                                                          "model.safetensors"])):
+        run = root / "runs" / name
+        (run / "samples").mkdir(parents=True)
+        for marker in markers:
+            (run / marker).write_bytes(b"")
+        Image.new("RGB", (40, 40), (200, 30, 30)).save(run / "loss_curve.png")
+        Image.new("RGB", (40, 40), (30, 200, 30)).save(run / "samples" / "epoch_001.png")
+    (root / "runs" / "r4").mkdir()  # only a model.json: not a run, its picture is a photo
+    (root / "runs" / "r4" / "model.json").write_text("{}")
+    Image.new("RGB", (40, 40), (30, 30, 200)).save(root / "runs" / "r4" / "photo.png")
+    assert list_images(root) == sorted([*plain, str(root / "runs" / "r4" / "photo.png")])
+    assert list_images(root / "runs" / "r1") != []  # a run folder given itself is read as asked
+
+
+def test_cheap_train_errors_come_before_the_folder_scan(tmp_path, capsys, monkeypatch):
+    import autocolor.folders as folders_mod
+
+    torch.set_num_threads(1)
+    root = make_folder(tmp_path / "photos", n=12)
+    argv = ["train", "--images", str(root), "--val-fraction", "0.2", "--epochs", "2", "--batch-size", "4",
+            "--workers", "0", "--precision", "fp32", "--model", "unet", "--model-config", '{"widths": [8, 16, 32]}']
+    assert main([*argv, "--image-size", "32", "--out", str(tmp_path / "run"), "--stop-after", "1"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(folders_mod, "scan", lambda *a, **k: pytest.fail("scanned before a cheap check"))
+    assert main([*argv, "--image-size", "36", "--out", str(tmp_path / "other")]) == 1  # unet: 4, crops: 8
+    assert "needs image sides that are multiples of 8" in capsys.readouterr().err
+    assert main([*argv, "--image-size", "40", "--out", str(tmp_path / "run"), "--resume"]) == 1
+    assert "holds a run with --image-size 32 (now 40)" in capsys.readouterr().err
+    (tmp_path / "file.jpg").write_bytes(b"x")
+    assert main([*argv, "--out", str(tmp_path / "file.jpg")]) == 1
+    assert "--out " + str(tmp_path / "file.jpg") + ": is a file, not a folder" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert main([*argv, "--val-images", str(tmp_path / "file.jpg"), "--out", str(tmp_path / "v")]) == 1
+    assert "--val-images: image folder" in capsys.readouterr().err

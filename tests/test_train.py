@@ -152,7 +152,8 @@ def test_unreadable_batch_checkpoints_then_resume_completes(tmp_path, straight, 
     with pytest.raises(AutocolorError) as exc:
         train(_cfg(tmp_path, "run"), log=lambda *a: None)
     assert str(exc.value) == (f"reading the training images failed at epoch 2, step 2: a.png: truncated; checkpoint "
-                              f"saved at step 2 in {tmp_path / 'run'}, continue with --resume")
+                              f"saved at step 2 in {tmp_path / 'run'}: restore or fix the files, then continue with "
+                              "--resume")
     ck = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)
     assert (ck["epoch"], ck["step"]) == (1, 2)
     monkeypatch.setattr(train_mod, "epoch_batches", real)
@@ -321,6 +322,15 @@ def test_bundle_final_fit_carries_its_heldout_twin(tmp_path, straight, monkeypat
     _assert_identical(load_file(str(dst)), _weights(final))
     with pytest.raises(AutocolorError, match="itself a final fit"):
         bundle.bundle(str(final), "other", heldout=str(final))
+    before = dst.read_bytes()
+    with pytest.raises(AutocolorError, match="mine is already bundled .*; pass --overwrite"):
+        bundle.bundle(str(straight), "mine")
+    assert dst.read_bytes() == before
+    assert bundle.bundle(str(straight), "mine", overwrite=True) == dst and dst.read_bytes() != before
+    for bad in ("../../evil", "sub/x", ""):
+        with pytest.raises(AutocolorError, match="use letters, digits"):
+            bundle.bundle(str(straight), bad)
+    assert sorted(p.name for p in (tmp_path / "bundled").iterdir()) == ["mine.json", "mine.safetensors"]
 
 
 def test_model_config_errors_are_user_errors(tmp_path):
