@@ -2,38 +2,30 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import math
 import os
 import shlex
 import signal
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from autocolor import checkpoint
 from autocolor import distributed as ddp
-from autocolor.colour import grey_rgb, lab_and_input, to_float, to_uint8
-from autocolor.data import Split, epoch_batches, load_split
+from autocolor.colour import lab_and_input, to_float
 from autocolor.errors import AutocolorError, first_line
-from autocolor.files import atomic_write_bytes, why_unwritable
-from autocolor.folders import FolderDataset, eval_loader, load_stack, split_folders, train_loader
-from autocolor.inference import colorize_all
-from autocolor.metrics import psnr, ssim
+from autocolor.files import why_unwritable
 from autocolor.models import build, count_params, names, trainable
-from autocolor.nets import ColorNet
-from autocolor.plots import loss_curve, save_png, tiled_grid
 from autocolor.runtime import autocast, machine_name, pick_precision, warmup_fraction
+from autocolor.sources import DEFAULT_IMAGE_SIZE, cifar_data, folder_data
+from autocolor.validation import epoch_pictures, validate
 from autocolor.weights import CHECKPOINT, save_model
 
-GRID_IMAGES = 16
-DEFAULT_IMAGE_SIZE = 128  # crop side for image folders
-PRIOR_PIXELS = 20_000_000  # pixels of training crops a model.prepare() colour prior is estimated from
 CIFAR_CLASSES = 10
 
 
@@ -41,10 +33,6 @@ class TrainingInterrupted(AutocolorError):
     """Raised after a signal stopped training and a checkpoint was saved (exit code 130, as for Ctrl-C)."""
 
     exit_code = 130
-
-
-CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "rng", "epoch", "step", "records", "seconds", "loss_sum",
-                   "seen", "config")
 
 
 @dataclass
@@ -108,42 +96,6 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
-def _data(cfg: TrainConfig) -> tuple[Split, Split]:
-    train, val = load_split("trainval" if cfg.final_fit else "train", cfg.data), load_split("val", cfg.data)
-    if cfg.max_images:
-        train = train.subset(slice(0, cfg.max_images))
-        val = val.subset(slice(0, min(len(val), max(256, cfg.max_images // 5))))
-    if len(train) < cfg.batch_size:
-        raise AutocolorError(f"--batch-size {cfg.batch_size} is larger than the {len(train)} training images")
-    return train, val
-
-
-def _save_checkpoint(path: Path, state: dict) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _load_checkpoint(path: Path) -> dict:
-    if not path.is_file():
-        raise AutocolorError(f"--resume: no checkpoint at {path}")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is a user-facing error
-        raise AutocolorError(f"cannot read checkpoint {path}: {first_line(exc)}") from None
-    missing = [k for k in CHECKPOINT_KEYS if k not in ck] if isinstance(ck, dict) else list(CHECKPOINT_KEYS)
-    if missing:
-        raise AutocolorError(f"{path} is not an autocolor training checkpoint (no {', '.join(missing)})")
-    return ck
-
-
-def _setting(key: str, value):
-    """A run setting as ``--resume`` compares it: image folders by their resolved path."""
-    if key in ("images", "val_images") and value:
-        return str(Path(value).expanduser().resolve())
-    return value
-
-
 def _data_failed(exc: BaseException, info: ddp.DistInfo, out: Path, epoch: int, step: int,
                  save: Callable[[], None]) -> AutocolorError:
     """One line for a batch that could not be read (the worker's own message, not its traceback). A single
@@ -168,46 +120,6 @@ def _data_failed(exc: BaseException, info: ddp.DistInfo, out: Path, epoch: int, 
                           rank_local=True)
 
 
-def _val_batches(val, info: ddp.DistInfo):
-    """uint8 batches of this rank's share of ``val`` (a Split, or an already sharded folder loader)."""
-    if isinstance(val, Split):
-        images = val.images[info.rank::info.world]
-        for start in range(0, len(images), 500):
-            yield images[start:start + 500]
-    else:
-        for imgs, _ in val:
-            yield imgs
-
-
-@torch.no_grad()
-def validate(model: ColorNet, val: Split | Iterable, device: torch.device, precision: str,
-             info: ddp.DistInfo | None = None) -> dict:
-    """Validation loss, PSNR and SSIM of the 8-bit output, and PSNR of the grey input, on the held-out split.
-
-    ``val`` is a Split or a folder DataLoader yielding ``(uint8 batch, failed)``. Under DDP each rank scores
-    every ``world``-th image and the sums are all-reduced, so all ranks get the numbers of the whole set.
-    """
-    info = info or ddp.DistInfo()
-    model.eval()
-    sums = torch.zeros(5, dtype=torch.float64)  # loss * n, PSNR sum, grey PSNR sum, SSIM sum, n
-    for imgs in _val_batches(val, info):
-        rgb = to_float(imgs.to(device, non_blocking=True))
-        lab, L = lab_and_input(rgb)
-        with autocast(device, precision):
-            raw = model(L.contiguous(memory_format=torch.channels_last))
-        pred, grey = to_uint8(model.to_rgb(L, raw)).cpu(), to_uint8(grey_rgb(L)).cpu()
-        imgs = imgs.cpu()
-        sums += torch.tensor([float(model.loss(raw, lab, rgb)) * len(imgs), float(psnr(pred, imgs).sum()),
-                              float(psnr(grey, imgs).sum()), float(ssim(pred, imgs).sum()), len(imgs)],
-                             dtype=torch.float64)
-    model.train()
-    if info.enabled:
-        sums = ddp.all_reduce_sum(info, sums.to(device)).cpu()
-    n = max(float(sums[4]), 1.0)
-    return {"val_loss": float(sums[0]) / n, "val_psnr": float(sums[1]) / n, "val_psnr_grey": float(sums[2]) / n,
-            "val_ssim": float(sums[3]) / n}
-
-
 def _write_metrics(out: Path, records: list[dict]) -> None:
     (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
@@ -218,13 +130,6 @@ def _try(log, what: str, fn, *args) -> None:
         fn(*args)
     except OSError as exc:
         log(f"warning: could not write the {what}: {exc}")
-
-
-def _epoch_pictures(out: Path, model, val, records: list[dict], epoch: int, device, precision) -> None:
-    loss_curve(records, out / "loss_curve.png")
-    images = val[:GRID_IMAGES] if torch.is_tensor(val) else val.images[:GRID_IMAGES]
-    grey, pred = next(colorize_all(model, images, device, precision))[1:]
-    save_png(tiled_grid([grey, pred, images]), out / "samples" / f"epoch_{epoch:03d}.png")
 
 
 def _launch_prefix(info: ddp.DistInfo) -> str:
@@ -272,100 +177,11 @@ def train_step(net: torch.nn.Module, model: torch.nn.Module, opt: torch.optim.Op
     return loss
 
 
-@dataclass
-class _Data:
-    """What the loop needs from a data source (CIFAR-10 in memory, or an image folder streamed from disk)."""
-
-    n_train: int
-    n_val: int
-    steps: int  # optimizer steps (global batches) per epoch
-    val: object  # Split or folder DataLoader (this rank's share)
-    grid: torch.Tensor  # uint8 validation images for the per-epoch sample sheet (rank 0)
-    description: str
-    image_size: int
-    # (epoch, first step) -> this rank's (uint8 images, int64 labels or None) batches
-    batches: Callable[[int, int], Iterator[tuple[torch.Tensor, torch.Tensor | None]]]
-    prior: Callable[[], torch.Tensor]  # training images for ``model.prepare`` (colour priors)
-    failures: list = field(default_factory=list)  # files that failed to load during the current epoch
-    files: tuple | None = None  # folders: (n train, n val, hash of both lists), so --resume can tell a changed folder
-
-
-def _cifar_data(cfg: TrainConfig, info: ddp.DistInfo, device: torch.device) -> _Data:
-    train_split, val = _data(cfg)
-    pin = device.type == "cuda"
-
-    def batches(epoch: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        shard = (info.rank, info.world)
-        for i, (imgs, labels) in enumerate(epoch_batches(train_split, cfg.batch_size, cfg.seed, epoch,
-                                                         shard=shard, shift=cfg.shift, zoom=cfg.zoom,
-                                                         contrast=cfg.contrast)):
-            if i >= start:
-                yield (imgs.pin_memory() if pin else imgs), labels
-
-    desc = (f"CIFAR-10 training set with the validation split (final fit): {len(train_split)} images for training; "
-            f"{len(val)} validation images scored only to monitor training" if cfg.final_fit else
-            f"CIFAR-10 training set: {len(train_split)} images for training, {len(val)} held out for validation")
-    return _Data(len(train_split), len(val), len(train_split) // cfg.batch_size, val, val.images[:GRID_IMAGES],
-                 desc, 32, batches, lambda: train_split.images)
-
-
-def _folder_data(cfg: TrainConfig, info: ddp.DistInfo, device: torch.device, log) -> _Data:
-    size = cfg.image_size or DEFAULT_IMAGE_SIZE
-    split = ddp.run_on_main(info, lambda: split_folders(cfg.images, cfg.val_images, cfg.val_fraction,
-                                                        cfg.max_images, cfg.workers, exclude=cfg.out))
-    for s in split.scans:
-        log(s.summary())
-    train_ds = FolderDataset(split.train, size, train=True, seed=cfg.seed)
-    val_ds = FolderDataset(split.val, size, train=False)
-    local, pin = cfg.batch_size // info.world, device.type == "cuda"
-    loader, sampler = train_loader(train_ds, local, info.rank, info.world, cfg.seed, cfg.workers, pin)
-    steps = sampler.num_samples // local
-    if steps == 0:
-        raise AutocolorError(f"--batch-size {cfg.batch_size} is larger than the {len(train_ds)} training images")
-    data = _Data(len(train_ds), len(val_ds), steps, eval_loader(val_ds, 64, info.rank, info.world, cfg.workers, pin),
-                 load_stack(val_ds, GRID_IMAGES) if info.is_main else torch.empty(0), split.description, size,
-                 lambda e, s: iter(()), lambda: torch.empty(0))
-
-    def batches(epoch: int, start: int) -> Iterator[tuple[torch.Tensor, None]]:
-        train_ds.epoch = epoch  # crops depend on (seed, epoch, index); workers get a fresh copy each epoch
-        sampler.set_epoch(epoch)
-        sampler.start = start * local
-        try:
-            for imgs, failed in loader:
-                data.failures += [train_ds.files[i] for i in failed.tolist() if i >= 0]
-                yield imgs, None
-        finally:
-            sampler.start = 0
-
-    def prior() -> torch.Tensor:
-        n = min(len(split.train), max(GRID_IMAGES, PRIOR_PIXELS // (size * size)))
-        ds = FolderDataset(split.train[:n], size, train=False)
-        return torch.cat([imgs for imgs, _ in eval_loader(ds, 64, workers=cfg.workers)])
-
-    data.batches, data.prior = batches, prior
-    data.files = _fingerprint(split, bool(cfg.val_images))
-    return data
-
-
-def _fingerprint(split, separate_val: bool) -> tuple[int, int, str]:
-    """(n train, n val, hash of the file lists), paths relative to their folder's root: the same on every rank
-    (they share rank 0's split) and whatever the working directory or a moved-and-linked folder."""
-    roots = (split.scans[0].root, split.scans[-1].root if separate_val else split.scans[0].root)
-    text = "\0".join("\n".join(os.path.relpath(f, root) for f in files)
-                     for files, root in zip((split.train, split.val), roots, strict=True))
-    return len(split.train), len(split.val), hashlib.sha256(text.encode()).hexdigest()
-
-
 def _checkpoint(info: ddp.DistInfo, path: Path, state: dict) -> None:
     """Rank 0 writes the checkpoint; every rank waits until it is on disk."""
     if info.is_main:
-        _save_checkpoint(path, state)
+        checkpoint.save(path, state)
     ddp.barrier(info)
-
-
-def _rank_rng(ck: dict, info: ddp.DistInfo) -> torch.Tensor:
-    ranks = ck.get("rng_ranks") or []
-    return ranks[info.rank] if len(ranks) == info.world else ck["rng"]
 
 
 def _quiet(*args, **kwargs) -> None:
@@ -415,13 +231,13 @@ def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> P
 
 def _resumable(cfg: TrainConfig, info: ddp.DistInfo, out: Path) -> dict:
     """The run's checkpoint (read by rank 0, sent to every rank), once its settings are checked against ``cfg``."""
-    ck = ddp.run_on_main(info, lambda: _load_checkpoint(out / CHECKPOINT))
+    ck = ddp.run_on_main(info, lambda: checkpoint.load(out / CHECKPOINT))
     # these fix the model, the LR schedule's length and the data order, so they must not change on resume
     fixed = ("model", "model_config", "epochs", "batch_size", "lr", "weight_decay", "max_images", "seed",
              "images", "val_images", "val_fraction", "image_size", "shift", "zoom", "contrast", "final_fit")
     was = {k: ck["config"].get(k, getattr(TrainConfig(), k)) for k in fixed}  # older checkpoints: defaults
     changed = [f"--{k.replace('_', '-')} {was[k]} (now {getattr(cfg, k)})" for k in fixed
-               if _setting(k, was[k]) != _setting(k, getattr(cfg, k))]
+               if checkpoint.setting(k, was[k]) != checkpoint.setting(k, getattr(cfg, k))]
     if changed:
         raise AutocolorError(f"--resume: {out} holds a run with {', '.join(changed)}; pass the same settings")
     return ck
@@ -452,7 +268,7 @@ def _train_in(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device, o
         raise AutocolorError(f"{cfg.model} with this --model-config needs image sides that are multiples of "
                              f"{multiple}, and the training images are {size}x{size}{hint}")
     ck = _resumable(cfg, info, out) if cfg.resume else None  # settings compared before a long folder scan
-    data = _folder_data(cfg, info, device, log) if cfg.images else _cifar_data(cfg, info, device)
+    data = folder_data(cfg, info, device, log) if cfg.images else cifar_data(cfg, info, device)
     steps = data.steps
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps,
@@ -468,7 +284,7 @@ def _train_in(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device, o
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
-        torch.set_rng_state(_rank_rng(ck, info))
+        torch.set_rng_state(checkpoint.rank_rng(ck, info))
         epoch, step, records, elapsed = ck["epoch"], ck["step"], ck["records"], ck["seconds"]
         loss_sum, seen, wall = ck["loss_sum"], ck["seen"], ck.get("wall", ck["seconds"])
         log(f"{out} finished all {cfg.epochs} epochs already: saving its model again" if epoch >= cfg.epochs
@@ -565,7 +381,7 @@ def _train_in(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device, o
             _checkpoint(info, out / CHECKPOINT, state())  # before the pictures: nothing after it can lose the epoch
             t_out = time.perf_counter()
             if info.is_main:
-                _try(log, "loss curve / sample sheet", _epoch_pictures, out, model, data.grid, records, epoch, device,
+                _try(log, "loss curve / sample sheet", epoch_pictures, out, model, data.grid, records, epoch, device,
                      precision)
             wall += time.perf_counter() - t_out  # in the next checkpoint and in the card
             log(f"epoch {epoch}/{cfg.epochs}: train loss {rec['train_loss']:.4f}, val loss {rec['val_loss']:.4f}, "

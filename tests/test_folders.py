@@ -250,7 +250,7 @@ def test_folder_inputs_keep_folder_by_folder_order(tmp_path):
 
 
 def test_resume_fingerprint_ignores_where_the_folder_is_reached_from(tmp_path, monkeypatch):
-    from autocolor.train import _fingerprint
+    from autocolor.sources import fingerprint as _fingerprint
 
     root = make_folder(tmp_path / "photos", n=12)
     a = split_folders(str(root), val_fraction=0.2)

@@ -11,6 +11,8 @@ import torch
 from conftest import load_script
 from safetensors.torch import load_file
 
+import autocolor.checkpoint as checkpoint_mod
+import autocolor.sources as sources_mod
 import autocolor.train as train_mod
 from autocolor.errors import AutocolorError
 from autocolor.train import CHECKPOINT, TrainConfig, TrainingInterrupted, train
@@ -32,7 +34,7 @@ def fast(splits):
         return Split(s.images.clone(), s.labels.clone())
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(train_mod, "load_split", cached)
+        mp.setattr(sources_mod, "load_split", cached)
         mp.setattr(train_mod, "build", lambda name, **config: build(name, **{"widths": TINY, **config}))
         yield
 
@@ -82,8 +84,8 @@ def test_short_run_learns_and_writes_everything(tmp_path):
 
 
 def test_final_fit_trains_on_all_fifty_thousand(tmp_path):
-    held_out, _ = train_mod._data(_cfg(tmp_path, "a", max_images=None))
-    everything, val = train_mod._data(_cfg(tmp_path, "b", max_images=None, final_fit=True))
+    held_out, _ = sources_mod.cifar_splits(_cfg(tmp_path, "a", max_images=None))
+    everything, val = sources_mod.cifar_splits(_cfg(tmp_path, "b", max_images=None, final_fit=True))
     assert (len(held_out), len(everything), len(val)) == (45_000, 50_000, 5_000)
     seen = {bytes(img.numpy()) for img in everything.images}
     assert all(bytes(img.numpy()) in seen for img in val.images[:200])  # the validation images are trained on
@@ -113,7 +115,7 @@ def test_stop_after_then_resume_is_bit_identical(tmp_path, straight):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_checkpoints_then_resume_completes(tmp_path, straight, monkeypatch, signum):
-    real = train_mod.epoch_batches
+    real = sources_mod.epoch_batches
 
     def batches_then_signal(*args, **kwargs):
         for i, batch in enumerate(real(*args, **kwargs)):
@@ -121,7 +123,7 @@ def test_signal_checkpoints_then_resume_completes(tmp_path, straight, monkeypatc
                 os.kill(os.getpid(), signum)  # arrives while step 2 of epoch 2 is being trained
             yield batch
 
-    monkeypatch.setattr(train_mod, "epoch_batches", batches_then_signal)
+    monkeypatch.setattr(sources_mod, "epoch_batches", batches_then_signal)
     before = signal.getsignal(signum)
     with pytest.raises(TrainingInterrupted, match=f"stopped by signal {int(signum)}; checkpoint saved"):
         train(_cfg(tmp_path, "run"), log=lambda *a: None)
@@ -130,7 +132,7 @@ def test_signal_checkpoints_then_resume_completes(tmp_path, straight, monkeypatc
     ck = torch.load(run / CHECKPOINT, weights_only=True)
     assert (ck["epoch"], ck["step"]) == (1, 2)
     assert not (run / "model.safetensors").exists()
-    monkeypatch.setattr(train_mod, "epoch_batches", real)
+    monkeypatch.setattr(sources_mod, "epoch_batches", real)
     train(_cfg(tmp_path, "run", resume=True), log=lambda *a: None)
     _assert_identical(_weights(run), _weights(straight))
 
@@ -138,7 +140,7 @@ def test_signal_checkpoints_then_resume_completes(tmp_path, straight, monkeypatc
 def test_unreadable_batch_checkpoints_then_resume_completes(tmp_path, straight, monkeypatch):
     """A batch that cannot be read (a folder changed under a DataLoader worker) stops with the worker's own message
     in one line; the steps done in that epoch are saved, and --resume finishes as if nothing happened."""
-    real = train_mod.epoch_batches
+    real = sources_mod.epoch_batches
 
     def batches_then_fail(*args, **kwargs):
         for i, batch in enumerate(real(*args, **kwargs)):
@@ -148,7 +150,7 @@ def test_unreadable_batch_checkpoints_then_resume_completes(tmp_path, straight, 
                                      "truncated")
             yield batch
 
-    monkeypatch.setattr(train_mod, "epoch_batches", batches_then_fail)
+    monkeypatch.setattr(sources_mod, "epoch_batches", batches_then_fail)
     with pytest.raises(AutocolorError) as exc:
         train(_cfg(tmp_path, "run"), log=lambda *a: None)
     assert str(exc.value) == (f"reading the training images failed at epoch 2, step 2: a.png: truncated; checkpoint "
@@ -156,13 +158,13 @@ def test_unreadable_batch_checkpoints_then_resume_completes(tmp_path, straight, 
                               "--resume")
     ck = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)
     assert (ck["epoch"], ck["step"]) == (1, 2)
-    monkeypatch.setattr(train_mod, "epoch_batches", real)
+    monkeypatch.setattr(sources_mod, "epoch_batches", real)
     train(_cfg(tmp_path, "run", resume=True), log=lambda *a: None)
     _assert_identical(_weights(tmp_path / "run"), _weights(straight))
 
 
 def test_unreadable_batch_on_a_full_disk_names_both_failures(tmp_path, monkeypatch):
-    real, real_save, saves = train_mod.epoch_batches, train_mod._save_checkpoint, []
+    real, real_save, saves = sources_mod.epoch_batches, checkpoint_mod.save, []
 
     def batches_then_fail(*args, **kwargs):
         for i, batch in enumerate(real(*args, **kwargs)):
@@ -176,8 +178,8 @@ def test_unreadable_batch_on_a_full_disk_names_both_failures(tmp_path, monkeypat
             raise OSError(28, "No space left on device")
         real_save(path, state)
 
-    monkeypatch.setattr(train_mod, "epoch_batches", batches_then_fail)
-    monkeypatch.setattr(train_mod, "_save_checkpoint", save_once)
+    monkeypatch.setattr(sources_mod, "epoch_batches", batches_then_fail)
+    monkeypatch.setattr(checkpoint_mod, "save", save_once)
     with pytest.raises(AutocolorError) as exc:
         train(_cfg(tmp_path, "run"), log=lambda *a: None)
     assert str(exc.value) == ("reading the training images failed at epoch 2, step 2: a.png: truncated; saving a "
@@ -206,9 +208,9 @@ def test_a_finished_or_started_run_is_not_overwritten(tmp_path, straight):
 def test_resume_compares_image_folders_by_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "photos").mkdir()
-    assert train_mod._setting("images", "photos/") == train_mod._setting("images", str(tmp_path / "photos"))
-    assert train_mod._setting("images", "photos") != train_mod._setting("images", "other")
-    assert train_mod._setting("epochs", 3) == 3 and train_mod._setting("val_images", None) is None
+    assert checkpoint_mod.setting("images", "photos/") == checkpoint_mod.setting("images", str(tmp_path / "photos"))
+    assert checkpoint_mod.setting("images", "photos") != checkpoint_mod.setting("images", "other")
+    assert checkpoint_mod.setting("epochs", 3) == 3 and checkpoint_mod.setting("val_images", None) is None
 
 
 def test_unwritable_sample_sheet_is_a_warning_not_a_lost_epoch(tmp_path):
