@@ -46,13 +46,14 @@ def why_unwritable(path: Path) -> str | None:
     return None
 
 
-RUN_MARKERS = ("checkpoint.pt", "metrics.jsonl")  # a training run's folder (with model.json + model.safetensors)
+RUN_MARKERS = ({"checkpoint.pt", "metrics.jsonl"}, {"model.json", "model.safetensors"})  # an autocolor run's files
 
 
 def is_run_folder(names: set[str] | list[str]) -> bool:
-    """Whether a folder holding ``names`` is a training run's (its sample sheets and loss curve are not photos)."""
+    """Whether a folder holding ``names`` is an autocolor training run's (its sample sheets and loss curve are not
+    photos): a checkpoint with its metrics, or finished weights with their card."""
     names = set(names)
-    return any(m in names for m in RUN_MARKERS) or {"model.json", "model.safetensors"} <= names
+    return any(markers <= names for markers in RUN_MARKERS)
 
 
 def image_files(root: str | os.PathLike, exclude: str | os.PathLike | None = None) -> list[str]:

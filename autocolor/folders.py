@@ -9,6 +9,7 @@ is replaced by its neighbour and reported, never a crash.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import warnings
@@ -240,9 +241,12 @@ class FolderDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         failed = -1
-        stride = len(self.files) // LOAD_RETRIES + 1  # tries spread over the folder: a deleted sub-folder of
-        for attempt in range(LOAD_RETRIES):            # neighbours cannot use them all up
-            i = (index + attempt * stride) % len(self.files)
+        n = len(self.files)
+        stride = 1 if n <= LOAD_RETRIES else n // LOAD_RETRIES + 1  # tries spread over the folder, so a deleted
+        while math.gcd(stride, n) != 1:                              # sub-folder of neighbours cannot use them all up
+            stride += 1                                               # (coprime: no file is tried twice)
+        for attempt in range(LOAD_RETRIES):
+            i = (index + attempt * stride) % n
             try:
                 return self.load(i), failed
             except Exception as exc:  # noqa: BLE001 - a file changed or broke after the scan: use a neighbour
@@ -250,8 +254,9 @@ class FolderDataset(Dataset):
                     failed = i
                     print(f"autocolor: warning: cannot load {self.files[i]} ({_short(exc)}); using another image",
                           file=sys.stderr)
-        raise AutocolorError(f"{LOAD_RETRIES} images spread over the folder failed to load, from {self.files[index]} "
-                             f"on; is the folder still readable?")
+        tried = min(LOAD_RETRIES, n)
+        raise AutocolorError(f"{self.files[index]} and {tried - 1} other image(s) tried in its place failed to load; "
+                             "is the folder still readable?")
 
 
 class ShardSampler(DistributedSampler):

@@ -198,9 +198,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     if cfg.batch_size % world:  # checked before joining the group, so every rank fails at once
         raise AutocolorError(f"--batch-size {cfg.batch_size} is the global batch and must be divisible by the "
                              f"{world} processes")
-    out = Path(cfg.out).expanduser()  # checked before any data is read, not at mkdir
+    out = Path(cfg.out).expanduser()  # checked before any data is read, not at mkdir; by rank 0, which writes it
     why = "is a file, not a folder" if out.is_file() else why_unwritable(out / CHECKPOINT)
-    if why:
+    if why and ddp.env_info().is_main:
         raise AutocolorError(f"--out {cfg.out}: {why}; give a folder for the run")
     for flag, folder in (("--images", cfg.images), ("--val-images", cfg.val_images)):
         if folder and Path(cfg.out).expanduser().resolve() == Path(folder).expanduser().resolve():
@@ -214,7 +214,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
 
 
 def _train(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device) -> Path:
-    out = Path(cfg.out)
+    out = Path(cfg.out).expanduser()
     if not (cfg.resume or cfg.overwrite) and ((out / CHECKPOINT).exists() or (out / "model.safetensors").exists()):
         raise AutocolorError(f"{out} already holds a training run; continue it with --resume, or train into "
                              "another --out (a new run would overwrite it)")
@@ -261,12 +261,14 @@ def _train_in(cfg: TrainConfig, log, info: ddp.DistInfo, device: torch.device, o
     if info.enabled:  # weights come from rank 0 (DDP broadcasts them); other randomness differs per rank
         torch.manual_seed(cfg.seed + 7919 * (info.rank + 1))
     size, multiple = (cfg.image_size or DEFAULT_IMAGE_SIZE) if cfg.images else 32, model.size_multiple
-    if cfg.images:
-        multiple = math.lcm(multiple, 8)  # folder crops are multiples of 8 too
+    if cfg.images and math.lcm(multiple, 8) != multiple:  # folder crops are multiples of 8 too
+        multiple, why = math.lcm(multiple, 8), f" (the model's {multiple} and the folder crops' 8)"
+    else:
+        why = ""
     if size % multiple:  # checked before any data is read or scanned
         hint = "; choose another --image-size" if cfg.images else ""
         raise AutocolorError(f"{cfg.model} with this --model-config needs image sides that are multiples of "
-                             f"{multiple}, and the training images are {size}x{size}{hint}")
+                             f"{multiple}{why}, and the training images are {size}x{size}{hint}")
     ck = _resumable(cfg, info, out) if cfg.resume else None  # settings compared before a long folder scan
     data = folder_data(cfg, info, device, log) if cfg.images else cifar_data(cfg, info, device)
     steps = data.steps

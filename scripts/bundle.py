@@ -34,6 +34,8 @@ def bundle(run: str, name: str, heldout: str | None = None, overwrite: bool = Fa
     if (dst.exists() or dst.with_suffix(".json").exists()) and not overwrite:
         raise AutocolorError(f"{name} is already bundled ({dst}); pass --overwrite to replace it")
     src = resolve(run)
+    if Path(src).resolve() == dst.resolve():
+        raise AutocolorError(f"{run} is the bundled {name} itself; give a training run")
     card = load_card(src)
     card["name"] = name
     card["training"]["command"] = _replay_command(card["training"]["command"])

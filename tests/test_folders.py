@@ -133,8 +133,24 @@ def test_a_deleted_run_of_neighbours_does_not_stop_a_sample(tmp_path, capsys):
     assert f"cannot load {files[4]}" in capsys.readouterr().err
     for f in files:
         Path(f).unlink(missing_ok=True)
-    with pytest.raises(AutocolorError, match="8 images spread over the folder failed to load"):
+    with pytest.raises(AutocolorError) as exc:
         ds[0]
+    assert str(exc.value).startswith(f"{files[0]} and 7 other image(s) tried in its place failed to load")
+
+
+@pytest.mark.parametrize("n", [1, 3, 8, 10, 24, 56])
+def test_stand_ins_are_distinct_files(tmp_path, n, monkeypatch):
+    ds = FolderDataset([str(tmp_path / f"{i}.png") for i in range(n)], 16, train=True)
+    tried: list[int] = []
+
+    def fail(i):
+        tried.append(i)
+        raise OSError("gone")
+
+    monkeypatch.setattr(ds, "load", fail)
+    with pytest.raises(AutocolorError, match=f"and {min(8, n) - 1} other image"):
+        ds[n // 2]
+    assert len(set(tried[:min(8, n)])) == min(8, n)  # never the same file twice while others are untried
 
 
 def test_train_on_folder_then_evaluate_it(tmp_path, capsys):
@@ -266,18 +282,20 @@ def test_resume_fingerprint_ignores_where_the_folder_is_reached_from(tmp_path, m
 def test_other_runs_inside_the_photos_are_not_photos(tmp_path):
     root = make_folder(tmp_path / "photos", n=4)
     plain = list_images(root)
-    for name, markers in (("r1", ["metrics.jsonl"]), ("r2", ["checkpoint.pt"]), ("r3", ["model.json",
-                                                                                          "model.safetensors"])):
+    for name, markers in (("r1", ["metrics.jsonl", "checkpoint.pt"]), ("r3", ["model.json", "model.safetensors"])):
         run = root / "runs" / name
         (run / "samples").mkdir(parents=True)
         for marker in markers:
             (run / marker).write_bytes(b"")
         Image.new("RGB", (40, 40), (200, 30, 30)).save(run / "loss_curve.png")
         Image.new("RGB", (40, 40), (30, 200, 30)).save(run / "samples" / "epoch_001.png")
-    (root / "runs" / "r4").mkdir()  # only a model.json: not a run, its picture is a photo
-    (root / "runs" / "r4" / "model.json").write_text("{}")
-    Image.new("RGB", (40, 40), (30, 30, 200)).save(root / "runs" / "r4" / "photo.png")
-    assert list_images(root) == sorted([*plain, str(root / "runs" / "r4" / "photo.png")])
+    kept = []
+    for name, marker in (("r4", "model.json"), ("r5", "metrics.jsonl"), ("r6", "checkpoint.pt")):
+        (root / "runs" / name).mkdir()  # one file of a run's alone (another tool's log, say): still photos
+        (root / "runs" / name / marker).write_text("{}")
+        Image.new("RGB", (40, 40), (30, 30, 200)).save(root / "runs" / name / "photo.png")
+        kept.append(str(root / "runs" / name / "photo.png"))
+    assert list_images(root) == sorted([*plain, *kept])
     assert list_images(root / "runs" / "r1") != []  # a run folder given itself is read as asked
 
 
