@@ -37,9 +37,8 @@ from autocolor.imageio import (
     upright,
     write_image,
 )
-from autocolor.nets import decoding_options
+from autocolor.nets import MAX_BOOST, check_boost_max, decoding_options
 from autocolor.runtime import autocast, pick_device, pick_precision
-from autocolor.unet import MAX_BOOST, check_boost_max
 from autocolor.weights import bundled_names, load_model
 
 # Long side of the model's input. Measured with benchmarks/colorize_size.py on the sample photos: PSNR/SSIM/AuC

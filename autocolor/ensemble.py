@@ -17,9 +17,9 @@ from torch import nn
 
 from autocolor.colour import AB_SCALE
 from autocolor.errors import AutocolorError
-from autocolor.nets import ColorNet
+from autocolor.nets import MAX_BOOST, ColorNet, check_boost_max
 from autocolor.registry import register
-from autocolor.unet import MAX_BOOST, VividUNet, check_boost_max, unet, unet_vivid
+from autocolor.unet import VividUNet, unet, unet_vivid
 
 
 class VividEnsemble(ColorNet):

@@ -12,6 +12,15 @@ from torch import nn
 
 from autocolor.colour import AB_SCALE, lab_from, rgb_to_lab, saturate
 
+MAX_BOOST = 5.0  # the largest per-image chroma scale the vivid boost considers
+
+
+def check_boost_max(value: float) -> float:
+    """``value`` as a float if it is a valid ``boost_max`` (1 to ``MAX_BOOST``), else ValueError."""
+    if not 1.0 <= value <= MAX_BOOST:
+        raise ValueError(f"boost_max must be in [1, {MAX_BOOST:g}] (the largest per-image chroma scale), got {value}")
+    return float(value)
+
 
 def decoding_options(temperature: float | None = None, boost: float | None = None,
                      boost_max: float | None = None) -> dict:

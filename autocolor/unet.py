@@ -17,11 +17,10 @@ from torch import nn
 
 from autocolor.colour import AB_SCALE, lab_to_rgb, rgb_to_lab, to_float
 from autocolor.metrics import colourfulness_parts, ssim_map_float
-from autocolor.nets import ColorNet
+from autocolor.nets import MAX_BOOST, ColorNet, check_boost_max
 from autocolor.registry import register
 
 GRID = 10.0  # a*b* bin size, as Zhang et al.
-MAX_BOOST = 5.0  # the largest per-image chroma scale the vivid boost considers
 
 
 def conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
@@ -326,13 +325,6 @@ class VividUNet(UNet):
         scales = torch.linspace(1.0, MAX_BOOST, 81, device=ab.device)
         cost = torch.log(v[:, None] + (scales[None] - 1).pow(2) * m2[:, None] + 1.0) - strength * scales * c[:, None]
         return scales[cost.argmin(1)].clamp(max=max_scale)[:, None, None, None]
-
-
-def check_boost_max(value: float) -> float:
-    """``value`` as a float if it is a valid ``boost_max`` (1 to ``MAX_BOOST``), else ValueError."""
-    if not 1.0 <= value <= MAX_BOOST:
-        raise ValueError(f"boost_max must be in [1, {MAX_BOOST:g}] (the largest per-image chroma scale), got {value}")
-    return float(value)
 
 
 @register("unet")

@@ -28,8 +28,8 @@ from autocolor.data import load_split
 from autocolor.errors import AutocolorError, positive_int, run_main
 from autocolor.inference import predict_all
 from autocolor.metrics import colourfulness, psnr
+from autocolor.nets import MAX_BOOST
 from autocolor.runtime import pick_device, pick_precision
-from autocolor.unet import MAX_BOOST
 from autocolor.weights import load_model
 
 STEPS = 16  # bisection steps per rule

@@ -471,7 +471,7 @@ def test_cli_boost_max_range_is_the_models() -> None:
     import click
 
     from autocolor.cli import colorize, evaluate
-    from autocolor.unet import MAX_BOOST
+    from autocolor.nets import MAX_BOOST
 
     for command in (colorize, evaluate):
         option = next(p for p in command.params if p.name == "boost_max")
