@@ -252,8 +252,9 @@ def colorize(inputs, outdir, model, saturation, size, fmt, overwrite, keep_folde
 
     from tqdm.auto import tqdm
 
+    from autocolor.batchpaths import expand_inputs, plan_outputs
     from autocolor.colorize import BatchError, Colorizer
-    from autocolor.imageio import DEFAULT_MAX_PIXELS, expand_inputs, plan_outputs
+    from autocolor.imageio import DEFAULT_MAX_PIXELS
 
     def say(prefix):
         return lambda msg: tqdm.write(f"autocolor: {prefix}: {msg}", file=sys.stderr)

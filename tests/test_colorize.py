@@ -598,7 +598,7 @@ def test_keep_folders_with_links_globs_and_several_folders(model_path: Path, tmp
 
 
 def test_keep_folders_same_named_roots_and_unmatched_globs(tmp_path: Path, monkeypatch) -> None:
-    from autocolor.imageio import expand_inputs, plan_outputs
+    from autocolor.batchpaths import expand_inputs, plan_outputs
 
     for rel in ("2019/photos/trip/t.png", "2020/photos/trip/t.png", "photos/x.png", "photos/a/y.png"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)

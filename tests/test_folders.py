@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from autocolor.batchpaths import expand_inputs
 from autocolor.cli import main
 from autocolor.errors import AutocolorError
 from autocolor.folders import (
@@ -22,7 +23,6 @@ from autocolor.folders import (
     split_folders,
     train_loader,
 )
-from autocolor.imageio import expand_inputs
 
 COLOUR_FORMATS = ["jpg", "png", "webp", "bmp", "gif", "tiff"]
 

@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from autocolor.imageio import (
-    ImageError,
-    expand_inputs,
-    from_array,
-    plan_outputs,
-    read_image,
-    write_image,
-)
+from autocolor.batchpaths import expand_inputs, plan_outputs
+from autocolor.imageio import ImageError, from_array, read_image, write_image
 
 H, W = 40, 56
 

@@ -58,6 +58,7 @@ def test_the_package_has_no_import_cycles_and_lower_layers_never_reach_higher_on
     higher = {"errors": {"files", "data", "colour", "imageio", "models", "weights"} | top,
               "files": {"data", "colour", "imageio", "models", "weights"} | top,
               "imageio": {"data", "folders", "models", "weights"} | top,
+              "batchpaths": {"data", "folders", "imageio", "models", "weights"} | top,
               "weights": top,
               "sources": top | {"checkpoint", "validation"},
               "checkpoint": top | {"sources", "validation"},
