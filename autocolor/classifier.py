@@ -49,6 +49,7 @@ class Classifier(nn.Module):
         self.widths = tuple(widths)
 
     def forward(self, images_u8: torch.Tensor) -> torch.Tensor:
+        """Class logits (N, 10) for uint8 RGB images (N, 3, H, W), normalised with CIFAR-10's mean and std."""
         x = (to_float(images_u8) - MEAN.to(images_u8.device)) / STD.to(images_u8.device)
         return self.fc(self.features(x.contiguous(memory_format=torch.channels_last)).mean((2, 3)))
 

@@ -273,7 +273,7 @@ class Colorizer:
         return to_pil(out, photo.alpha, photo.meta)
 
     def colorize_many(self, images: Iterable[ImageLike], progress: bool = False,
-                      **opts) -> Iterator[Image.Image]:
+                      **opts: float | None) -> Iterator[Image.Image]:
         """Colorize several images one by one (any sizes), yielding PIL images in order."""
         if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray)):
             raise TypeError("colorize_many takes a list of images or paths; for one image use colorize")

@@ -84,6 +84,7 @@ class Split:
         return len(self.labels)
 
     def subset(self, index: torch.Tensor | slice) -> Split:
+        """The images and labels at ``index`` (a view for slices)."""
         return Split(self.images[index], self.labels[index])
 
 

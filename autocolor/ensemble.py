@@ -62,6 +62,8 @@ class VividEnsemble(ColorNet):
         return max(m.size_multiple for m in [*self.vivid, *self.fidelity])
 
     def forward(self, L: torch.Tensor) -> torch.Tensor:
+        """Log of the vivid members' colour distributions averaged (rebalancing divided out), then the fidelity
+        members' mean a*b* at the head's resolution (pixel-unshuffled), as channels."""
         stride = VividUNet.head_stride
         p = torch.stack([torch.softmax(m(L)[:, :self.bins].float() - m.class_weight.log()[None, :, None, None], 1)
                          for m in self.vivid]).mean(0)
@@ -73,7 +75,7 @@ class VividEnsemble(ColorNet):
 
     def chroma(self, L: torch.Tensor, raw: torch.Tensor, temperature: float | None = None,
                boost: float | None = None, fidelity_weight: float | None = None, boost_max: float | None = None,
-               **opts) -> torch.Tensor:
+               **opts: float | None) -> torch.Tensor:
         """Annealed mean of the averaged distribution, the fidelity a*b* mixed in, then the per-image boost.
 
         ``None`` options take the model's own settings (from its card)."""
@@ -95,7 +97,8 @@ class VividEnsemble(ColorNet):
             ab = origin + (ab - origin) * scale
         return ab
 
-    def loss(self, *args, **kwargs) -> torch.Tensor:
+    def loss(self, *args: object, **kwargs: object) -> torch.Tensor:
+        """Always an AutocolorError: an ensemble is assembled from trained runs, not trained."""
         raise AutocolorError("vivid-ensemble is assembled from trained runs (scripts/ensemble.py), not trained")
 
 

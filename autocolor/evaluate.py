@@ -59,7 +59,7 @@ def evaluate(spec: str | os.PathLike, split: str = "test", max_images: int | Non
              grid: str | os.PathLike | None = None, progress: bool = True,
              images: str | os.PathLike | None = None, workers: int = 2, overrides: dict | None = None,
              decodings: list[dict] | None = None, classifier: str | os.PathLike | None = None,
-             **opts) -> dict | list[dict]:
+             **opts: float | None) -> dict | list[dict]:
     """Metrics of model ``spec`` on ``split`` (outputs rounded to 8 bits first) and of the grey input.
 
     PSNR and SSIM are per-image on RGB, then averaged; colourfulness is Hasler & Suesstrunk's;
@@ -131,7 +131,7 @@ def _result(spec, card: dict, split: str, n: int, precision: str, pred: dict, gr
 def evaluate_folder(model: ColorNet, card: dict, spec: str | os.PathLike, folder: str | os.PathLike,
                     max_images: int | None = None, device: torch.device | str = "cpu", precision: str = "auto",
                     grid: str | os.PathLike | None = None, progress: bool = True, workers: int = 2,
-                    **opts) -> dict:
+                    **opts: float | None) -> dict:
     """Score a loaded model on the colour images under ``folder``: centre crops at the card's image size.
 
     Greyscale and unreadable files are skipped (and counted), as in training. Models without an

@@ -21,7 +21,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -165,7 +165,7 @@ class OnnxChroma:
             return out.to(L.device)
         return out.numpy()
 
-    def chroma(self, L: torch.Tensor, raw: torch.Tensor, **opts) -> torch.Tensor:
+    def chroma(self, L: torch.Tensor, raw: torch.Tensor, **opts: float | None) -> torch.Tensor:
         """Drop-in for ``ColorNet.chroma``: ``raw`` from ``self(L)`` already is a*b*, so it is returned as is."""
         if opts:
             raise AutocolorError(f"the ONNX backend does not support {', '.join(sorted(opts))}")
@@ -176,7 +176,7 @@ class OnnxChroma:
         return self
 
 
-def onnx_colorizer(path: str | os.PathLike, **settings) -> Colorizer:
+def onnx_colorizer(path: str | os.PathLike, **settings: Any) -> Colorizer:
     """A ``colorize.Colorizer`` running the exported model with ONNX Runtime (CPU); settings as for Colorizer.
 
     Without ``size`` (or with None), the exported card's ``colorize_size`` is used, else ``DEFAULT_SIZE``.

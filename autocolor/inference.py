@@ -28,7 +28,7 @@ def predict_batch(model: nn.Module, images: torch.Tensor, device: torch.device |
 
 @torch.no_grad()
 def colorize_batch(model: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
-                   precision: str = "fp32", **opts) -> tuple[torch.Tensor, torch.Tensor]:
+                   precision: str = "fp32", **opts: float | None) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 RGB (N, 3, H, W) -> (grey input as uint8 RGB, colorized uint8 RGB), both on the CPU."""
     L, raw = predict_batch(model, images, device, precision)
     return to_uint8(grey_rgb(L)).cpu(), to_uint8(model.to_rgb(L, raw, **opts)).cpu()
@@ -36,7 +36,7 @@ def colorize_batch(model: nn.Module, images: torch.Tensor, device: torch.device 
 
 def colorize_all(model: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
                  precision: str = "fp32", batch_size: int = 500, progress: tqdm | None = None,
-                 **opts) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+                 **opts: float | None) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """Yield ``(start, grey_u8, pred_u8)`` over ``images`` in batches; ``progress`` is an optional tqdm."""
     for start, L, raw in predict_all(model, images, device, precision, batch_size, progress):
         yield start, to_uint8(grey_rgb(L)).cpu(), to_uint8(model.to_rgb(L, raw, **opts)).cpu()

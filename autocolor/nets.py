@@ -43,13 +43,13 @@ class ColorNet(nn.Module):
             return F.mse_loss(raw.float(), rgb)
         return F.mse_loss(raw.float(), lab[:, 1:] / AB_SCALE)
 
-    def chroma(self, L: torch.Tensor, raw: torch.Tensor, **opts) -> torch.Tensor:
+    def chroma(self, L: torch.Tensor, raw: torch.Tensor, **opts: float | None) -> torch.Tensor:
         """a*, b* in Lab units predicted for input ``L`` (used to colour full-resolution images)."""
         if self.output == "rgb":
             return rgb_to_lab(raw.float().clamp(0, 1))[:, 1:]
         return raw.float() * AB_SCALE
 
-    def to_rgb(self, L: torch.Tensor, raw: torch.Tensor, saturation: float = 1.0, **opts) -> torch.Tensor:
+    def to_rgb(self, L: torch.Tensor, raw: torch.Tensor, saturation: float = 1.0, **opts: float | None) -> torch.Tensor:
         """sRGB in [0, 1]. An ``ab`` model keeps ``L`` exactly; an ``rgb`` model returns its own image."""
         if self.output == "rgb" and saturation == 1.0:
             return raw.float().clamp(0, 1)
@@ -59,7 +59,7 @@ class ColorNet(nn.Module):
         return lab_from(L, saturate(self.chroma(L, raw, **opts), saturation))
 
     @torch.no_grad()
-    def colorize(self, L: torch.Tensor, **opts) -> torch.Tensor:
+    def colorize(self, L: torch.Tensor, **opts: float | None) -> torch.Tensor:
         """Convenience: eval-mode forward then ``to_rgb``; the module's train/eval mode is restored after."""
         was_training = self.training
         self.eval()

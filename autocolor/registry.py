@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
@@ -24,7 +25,7 @@ def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn
     return deco
 
 
-def build(name: str, **config) -> nn.Module:
+def build(name: str, **config: Any) -> nn.Module:
     """Instantiate the registered architecture ``name`` (fresh, untrained weights)."""
     if name not in _REGISTRY:
         raise AutocolorError(f"unknown model {name!r}; known: {', '.join(sorted(_REGISTRY))}")

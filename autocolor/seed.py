@@ -17,11 +17,13 @@ from autocolor.registry import register
 
 
 def encoder_block(cin: int, cout: int) -> nn.Sequential:
+    """Conv2D 3x3 -> BatchNormalization -> ReLU -> MaxPooling2D(2), the seed encoder's block."""
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
                          nn.MaxPool2d(2))
 
 
 def decoder_block(cin: int, cout: int) -> nn.Sequential:
+    """Conv2DTranspose 3x3 -> BatchNormalization -> ReLU -> UpSampling2D(2), the seed decoder's block."""
     return nn.Sequential(nn.ConvTranspose2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout),
                          nn.ReLU(inplace=True), nn.Upsample(scale_factor=2, mode="nearest"))
 
@@ -41,6 +43,7 @@ class SeedAutoencoder(ColorNet):
         self.size_multiple = 2 ** len(widths)  # one 2x pooling per encoder block
 
     def forward(self, L: torch.Tensor) -> torch.Tensor:
+        """RGB in [0, 1] (``seed``) or a*b* in [-1, 1] (``seed-lab``) from L*/100 (N, 1, H, W)."""
         return self.act(self.head(self.decoder(self.encoder(L))))
 
 

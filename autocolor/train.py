@@ -184,7 +184,7 @@ def _checkpoint(info: ddp.DistInfo, path: Path, state: dict) -> None:
     ddp.barrier(info)
 
 
-def _quiet(*args, **kwargs) -> None:
+def _quiet(*args: object, **kwargs: object) -> None:
     """The log of ranks other than 0."""
 
 

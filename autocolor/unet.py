@@ -24,10 +24,12 @@ GRID = 10.0  # a*b* bin size, as Zhang et al.
 
 
 def conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
+    """3x3 convolution (no bias) -> BatchNorm -> ReLU."""
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 def double_conv(cin: int, cout: int) -> nn.Sequential:
+    """Two ``conv_bn_relu`` in a row: one U-Net level."""
     return nn.Sequential(conv_bn_relu(cin, cout), conv_bn_relu(cout, cout))
 
 
@@ -92,6 +94,7 @@ class UNet(ColorNet):
         return self.stem * 2 ** (len(self.down) - 1)
 
     def features(self, L: torch.Tensor) -> torch.Tensor:
+        """The decoder's last feature map for L*/100 (down the levels, then up with the skips)."""
         skips = []
         x = F.pixel_unshuffle(L, self.stem) if self.stem > 1 else L
         for i, block in enumerate(self.down):
@@ -112,6 +115,7 @@ class UNet(ColorNet):
         return F.pixel_shuffle(out, self.stem) if self.stem > 1 else out
 
     def forward(self, L: torch.Tensor) -> torch.Tensor:
+        """The raw prediction; in eval mode averaged over the test-time views the config asks for."""
         if self.training or not (self.flip_tta or self.shift_tta):
             return self.predict(L)
         # inference with test-time averaging over mirrored and/or translated views (see ``views``)
@@ -268,7 +272,7 @@ class VividUNet(UNet):
 
     def chroma(self, L: torch.Tensor, raw: torch.Tensor, temperature: float | None = None,
                boost: float | None = None, calibrate: bool | None = None, boost_max: float | None = None,
-               **opts) -> torch.Tensor:
+               **opts: float | None) -> torch.Tensor:
         """Annealed mean of the bin distribution; ``boost`` > 0 then scales each image's chroma by at most
         ``boost_max`` (see ``boost_factor``).
 
