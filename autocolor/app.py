@@ -40,11 +40,12 @@ def prune(folder: Path, max_age_s: float, max_bytes: float | None = None) -> int
     cutoff, removed, kept = time.time() - max_age_s, 0, []
     for entry in folder.iterdir():
         try:
-            if entry.stat().st_mtime < cutoff:
+            changed = entry.stat().st_mtime
+            if changed < cutoff:
                 _remove(entry)
                 removed += 1
             else:
-                kept.append((entry.stat().st_mtime, _bytes(entry), entry))
+                kept.append((changed, _bytes(entry), entry))
         except OSError:  # gone already, or in use by a parallel request: the next prune tries again
             pass
     total = sum(size for _, size, _ in kept)

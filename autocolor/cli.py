@@ -167,8 +167,8 @@ def evaluate(model, split, max_images, as_json, grid, no_grid, device, precision
     grid = None if no_grid else grid or f"eval-{Path(model).stem if Path(model).suffix else Path(model).name}.png"
     if grid and (Path(grid).suffix.lower() != ".png" or Path(grid).is_dir()):
         raise AutocolorError(f"--grid {grid}: give a .png file name (the grid is written as PNG)")
-    if grid and why_unwritable(Path(grid).expanduser()):  # found before scoring, not after it
-        raise AutocolorError(f"--grid {grid}: {why_unwritable(Path(grid).expanduser())} (or use --no-grid)")
+    if grid and (why := why_unwritable(Path(grid).expanduser())):  # found before scoring, not after it
+        raise AutocolorError(f"--grid {grid}: {why} (or use --no-grid)")
     res = run(model, split=split, max_images=max_images, data=data, device=device, precision=precision,
               grid=grid, progress=not as_json, saturation=saturation, images=images, classifier=classifier,
               **decoding_options(temperature, boost, boost_max))

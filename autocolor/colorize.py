@@ -37,7 +37,7 @@ from autocolor.imageio import (
     upright,
     write_image,
 )
-from autocolor.nets import MAX_BOOST, check_boost_max, decoding_options
+from autocolor.nets import MAX_BOOST, decoding_options
 from autocolor.runtime import autocast, pick_device, pick_precision
 from autocolor.weights import bundled_names, load_model
 
@@ -186,7 +186,7 @@ class Colorizer:
             self.model = fuse_for_inference(self.model)
         self.model.eval()
         if self.boost_max is not None:
-            self.boost_max = check_boost_max(self.boost_max)
+            self.boost_max = float(self.boost_max)  # in range: check_decoding
         self.device = _device(self.device)
         if isinstance(self.model, torch.nn.Module):
             where = next(self.model.parameters(), torch.empty(0)).device
@@ -231,11 +231,9 @@ class Colorizer:
                                  f"{self.max_pixels:,}")
             meta = metadata(image)  # before turning it: the copy has no TIFF tags
             try:
-                photo = from_pil(upright(image))  # upright, as a file of the same photo is read
+                return from_pil(upright(image), meta=meta)  # upright, as a file of the same photo is read
             except (OSError, ValueError, AssertionError) as exc:  # a closed or truncated image
                 raise ImageError(f"<image>: cannot decode: {first_line(exc)}") from None
-            photo.meta = meta
-            return photo
         if isinstance(image, np.ndarray):
             if self.max_pixels and image.ndim >= 2 and image.shape[0] * image.shape[1] > self.max_pixels:
                 raise ImageError(f"<array>: {image.shape[1]}x{image.shape[0]} pixels is more than the limit of "

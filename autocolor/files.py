@@ -16,11 +16,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file and rename, so readers never see half a file."""
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; give a file name")
-    for parent in [path.parent, *path.parent.parents]:
-        if parent.exists():
-            if not parent.is_dir():
-                raise NotADirectoryError(f"cannot write {path}: {parent} is a file, not a folder")
-            break
+    parent = _nearest_existing(path.parent)
+    if parent is not None and not parent.is_dir():
+        raise NotADirectoryError(f"cannot write {path}: {parent} is a file, not a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -36,14 +34,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def why_unwritable(path: Path) -> str | None:
     """Why ``path`` could not be written (a parent that is a file, or a folder without write permission), checked
     before long work so it fails at once; None when it looks writable."""
-    for parent in [path.parent, *path.parent.parents]:
-        if parent.exists():
-            if not parent.is_dir():
-                return f"{parent} is a file, not a folder"
-            if not os.access(parent, os.W_OK | os.X_OK):
-                return f"cannot write in {parent} (permission denied or a read-only file system)"
-            return None
+    parent = _nearest_existing(path.parent)
+    if parent is None:
+        return None
+    if not parent.is_dir():
+        return f"{parent} is a file, not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot write in {parent} (permission denied or a read-only file system)"
     return None
+
+
+def _nearest_existing(folder: Path) -> Path | None:
+    """``folder`` or its nearest ancestor that exists (what a write there would find, or have to create in)."""
+    return next((p for p in (folder, *folder.parents) if p.exists()), None)
 
 
 RUN_MARKERS = ({"checkpoint.pt", "metrics.jsonl"}, {"model.json", "model.safetensors"})  # an autocolor run's files

@@ -159,10 +159,11 @@ def _photo_exif(src: Image.Exif) -> Image.Exif:
     return out
 
 
-def from_pil(img: Image.Image, source: str = "<image>") -> Photo:
-    """Decode an already opened PIL image of any common mode (grey, 16-bit, LA, P, RGB(A), CMYK...)."""
+def from_pil(img: Image.Image, source: str = "<image>", meta: dict | None = None) -> Photo:
+    """Decode an already opened PIL image of any common mode (grey, 16-bit, LA, P, RGB(A), CMYK...). ``meta`` is
+    what the result keeps (``metadata``; by default read from ``img``)."""
     photo = _from_pil(img, source)
-    photo.meta = metadata(img)
+    photo.meta = metadata(img) if meta is None else meta
     return photo
 
 
@@ -308,10 +309,8 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
                 frames = int(getattr(img, "n_frames", 1) or 1) if animated else 1  # not a camera JPEG's preview
                 img.seek(0)
                 img.load()
-                meta = metadata(img)  # from the file itself (a TIFF's tags are not in an upright copy)
-                img = upright(img)
-                photo = from_pil(img, name)
-                photo.frames, photo.meta = frames, meta
+                photo = from_pil(upright(img), name, metadata(img))  # meta from the file: a copy has no TIFF tags
+                photo.frames = frames
                 return photo
     except ImageError:
         raise
@@ -360,7 +359,7 @@ def encode(img: Image.Image, fmt: str) -> bytes:
     if fmt == "jpg":  # JPEG's own limits: a 64 KB EXIF segment and 16-bit DPI; beyond them the photo is still written
         if len(opts.get("exif", b"")) > 65533:
             del opts["exif"]
-        if "dpi" in opts and not all(1 <= v <= 65535 for v in opts["dpi"]):
+        if "dpi" in opts and not all(1 <= v <= MAX_DPI for v in opts["dpi"]):
             del opts["dpi"]
     try:
         img.save(buf, FORMATS[fmt], **opts)

@@ -203,7 +203,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     if why and ddp.env_info().is_main:
         raise AutocolorError(f"--out {cfg.out}: {why}; give a folder for the run")
     for flag, folder in (("--images", cfg.images), ("--val-images", cfg.val_images)):
-        if folder and Path(cfg.out).expanduser().resolve() == Path(folder).expanduser().resolve():
+        if folder and out.resolve() == Path(folder).expanduser().resolve():
             raise AutocolorError(f"--out {cfg.out} is the {flag} folder: the run's sample sheets would be read as "
                                  f"photos; give another --out (a folder inside the photos is left out of them)")
     info, device = ddp.setup(cfg.device)
