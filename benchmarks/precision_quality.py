@@ -28,8 +28,9 @@ def main() -> None:
     ap.add_argument("--data", default=None)
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
-    if args.json and (args.json.is_dir() or why_unwritable(args.json)):  # found now, not after both trainings
-        raise AutocolorError(f"--json {args.json}: {why_unwritable(args.json) or 'is a folder; give a file name'}")
+    why = args.json and ("is a folder; give a file name" if args.json.is_dir() else why_unwritable(args.json))
+    if why:  # found now, not after both trainings
+        raise AutocolorError(f"--json {args.json}: {why}")
     results = {}
     for precision in ("fp32", "bf16"):
         out = args.out / precision
